@@ -1,0 +1,172 @@
+"""Start and stop a local tritonserver (the CPU build that scripts/setup.sh installs under .triton/).
+
+Used by scripts/serve.sh, the tests and the benchmarks. The two traps of the python-backend stub are
+handled here: it finds its interpreter through `python3` on PATH (so the venv's bin goes first) and
+its libpython through LD_LIBRARY_PATH (so this interpreter's own LIBDIR goes first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRITON_HOME = Path(os.environ.get("TRITON_HOME", ROOT / ".triton"))
+
+
+class LauncherError(RuntimeError):
+    pass
+
+
+def triton_env() -> dict[str, str]:
+    """The variables scripts/setup.sh wrote to .triton/env.sh."""
+    env_file = TRITON_HOME / "env.sh"
+    if not env_file.exists():
+        raise LauncherError(f"{env_file} not found: run scripts/setup.sh first")
+    values = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            values[key] = shlex.split(value)[0]
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+    @classmethod
+    def free(cls) -> "Ports":
+        return cls(free_port(), free_port(), free_port())
+
+
+class TritonServer:
+    """A tritonserver process on 127.0.0.1; use as a context manager or call start()/stop()."""
+
+    def __init__(self, model_repository: Path, ports: Ports | None = None, log_path: Path | None = None,
+                 extra_args: list[str] = (), ready_timeout_s: float = 300.0):
+        self.model_repository = Path(model_repository).resolve()  # the python backend needs it absolute
+        self.ports = ports or Ports.free()
+        self.log_path = Path(log_path) if log_path else self.model_repository.parent / "tritonserver.log"
+        self.extra_args = list(extra_args)
+        self.ready_timeout_s = ready_timeout_s
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    def command(self, env: dict[str, str]) -> list[str]:
+        return [
+            env["TRITONSERVER"], f"--model-repository={self.model_repository}",
+            f"--backend-directory={env['TRITON_BACKENDS']}", f"--cache-directory={env['TRITON_CACHES']}",
+            "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+            f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--allow-sagemaker=false", "--allow-vertex-ai=false",
+            "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",
+            *self.extra_args,
+        ]
+
+    def process_env(self, env: dict[str, str]) -> dict[str, str]:
+        penv = dict(os.environ)
+        penv["PATH"] = f"{env['TRITON_VENV']}/bin:{penv.get('PATH', '')}"
+        penv["LD_LIBRARY_PATH"] = ":".join(p for p in (env["TRITON_LD_LIBRARY_PATH"], penv.get("LD_LIBRARY_PATH")) if p)
+        return penv
+
+    def start(self) -> "TritonServer":
+        env = triton_env()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w")
+        self.process = subprocess.Popen(self.command(env), env=self.process_env(env), stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.is_ready():
+                return self
+            if self.process.poll() is not None:
+                raise LauncherError(f"tritonserver exited with code {self.process.returncode}; see {self.log_path}:\n"
+                                    + self.log_tail())
+            time.sleep(0.2)
+        self.stop()
+        raise LauncherError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s; see {self.log_path}:\n"
+                            + self.log_tail())
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM and wait: the server unloads its models and its stubs exit with it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run tritonserver on 127.0.0.1 until interrupted.")
+    parser.add_argument("model_repository", type=Path)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--log", type=Path, default=None)
+    args, extra = parser.parse_known_args()
+    server = TritonServer(args.model_repository, Ports(args.http_port, args.grpc_port, args.metrics_port),
+                          args.log, extra)
+    try:
+        server.start()
+    except LauncherError as e:
+        sys.exit(f"error: {e}")
+    print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, "
+          f"metrics 127.0.0.1:{server.ports.metrics} (log: {server.log_path})", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
