@@ -1,0 +1,189 @@
+"""Load a voice of a ModelScope Sambert-HifiGan model directory into ready-to-run PyTorch networks.
+
+Strict where ModelScope is lax: ModelScope loads the AM with `strict=False`, which hides missing
+and unexpected keys. Here every key and shape of both checkpoints must match the networks their
+configs describe, and the embedding tables must match the vocabulary of the config (with the
+legacy `has_mask` flag), or one error lists everything that is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from export.hifigan import KanHifiGanGenerator, VocoderConfigError
+from export.sambert import KanTtsSambert
+from serving.model_dir import AudioConfig, ModelDir, ModelDirError, Voice
+from serving.symbols import Vocabulary
+
+# The checkpoint tensor that holds each vocabulary stream's embedding table (rows = symbols).
+EMBEDDING_TABLES = {
+    "sy": "text_encoder.sy_emb.weight",
+    "tone": "text_encoder.tone_emb.weight",
+    "syllable_flag": "text_encoder.syllable_flag_emb.weight",
+    "word_segment": "text_encoder.ws_emb.weight",
+    "emotion": "emo_tokenizer.weight",
+    "speaker": "spk_tokenizer.weight",
+}
+LISTED_PER_KIND = 8  # keys named per kind of mismatch before "... and N more"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read, or is not a KAN-TTS checkpoint at all (one-line message)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint does not fit the network its config describes: every difference in one message."""
+
+    def __init__(self, path: Path, network: str, missing: list[str], unexpected: list[str],
+                 shape_mismatches: list[tuple[str, tuple, tuple]]):
+        self.path = path
+        self.missing = missing
+        self.unexpected = unexpected
+        self.shape_mismatches = shape_mismatches
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_first(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
+        if shape_mismatches:
+            shapes = [f"{key} {list(got)} vs {list(want)} expected" for key, got, want in shape_mismatches]
+            parts.append(f"{len(shape_mismatches)} shape mismatch(es): {_first(shapes)}")
+        super().__init__(
+            f"checkpoint {path} does not match the {network} its config.yaml describes: {'; '.join(parts)}. "
+            "The checkpoint and the config.yaml next to it must come from the same model download"
+        )
+
+
+class VocabularyMismatchError(CheckpointError):
+    """The AM's embedding tables do not have one row per symbol of the voice's vocabulary."""
+
+
+@dataclass
+class LoadedVoice:
+    """A voice ready for inference: both networks in eval mode, the vocoder's weight norm folded."""
+
+    name: str
+    am: KanTtsSambert
+    vocoder: KanHifiGanGenerator
+    audio_config: AudioConfig
+    vocabulary: Vocabulary
+    voice: Voice  # where it came from: paths, configs, the chosen checkpoints
+
+
+def load_voice(model_dir: str | Path | ModelDir, voice: str | None = None) -> LoadedVoice:
+    """Load `voice` (the directory's default voice when None) from a ModelScope model directory."""
+    spec = (model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)).voice(voice)
+    am = load_acoustic_model(spec)
+    vocoder = load_vocoder(spec)
+    return LoadedVoice(spec.name, am, vocoder, spec.audio, spec.vocabulary, spec)
+
+
+def load_acoustic_model(spec: Voice) -> KanTtsSambert:
+    """The voice's Sambert AM with its checkpoint loaded strictly, in eval mode."""
+    path = spec.am_checkpoint
+    state = read_checkpoint(path, ("model",))
+    # Table sizes come from the checkpoint (legacy has_mask=false ones have a row fewer); a table the
+    # checkpoint lacks falls back to the config's size and is then reported as a missing key.
+    config_sizes = spec.vocabulary.sizes()
+    sizes = {
+        stream: state[key].shape[0] if _is_table(state.get(key)) else config_sizes[stream]
+        for stream, key in EMBEDDING_TABLES.items()
+    }
+    am = KanTtsSambert(spec.am_params, sizes)
+    load_strict(am, state, path, "KAN-TTS Sambert acoustic model")
+    _check_vocabulary(spec, sizes, path)
+    return am.eval()
+
+
+def load_vocoder(spec: Voice) -> KanHifiGanGenerator:
+    """The voice's HiFi-GAN generator with its checkpoint loaded strictly, weight norm folded, in eval mode."""
+    path = spec.voc_checkpoint
+    state = read_checkpoint(path, ("model", "generator"))
+    try:
+        vocoder = KanHifiGanGenerator(**spec.voc_params)
+    except (VocoderConfigError, TypeError) as e:
+        raise ModelDirError(f"{spec.path / 'voc' / 'config.yaml'}: {e}") from None
+    load_strict(vocoder, state, path, "KAN-TTS HiFi-GAN generator")
+    vocoder.remove_weight_norm()
+    return vocoder.eval()
+
+
+def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The state_dict stored at `checkpoint[keys[0]][keys[1]]...` of a KAN-TTS training checkpoint."""
+    try:
+        # Trusted files from the model download; training checkpoints may hold optimizer pickles,
+        # which weights_only=True can refuse.
+        node = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, a non-torch file, a pickle of unknown classes, ...
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: {reason}): the file is damaged or not a "
+            "PyTorch checkpoint; download the model again"
+        ) from e
+    where = "checkpoint"
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            found = sorted(map(str, node))[:LISTED_PER_KIND] if isinstance(node, dict) else type(node).__name__
+            raise CheckpointError(
+                f"checkpoint {path} is not a KAN-TTS training checkpoint: {where} has no {key!r} entry "
+                f"(it has {found}); put the voice's own checkpoint from the model download there"
+            )
+        node = node[key]
+        where += f"[{key!r}]"
+    if not isinstance(node, dict) or not all(isinstance(v, torch.Tensor) for v in node.values()):
+        raise CheckpointError(
+            f"checkpoint {path}: {where} is not a state_dict of tensors; put the voice's own checkpoint "
+            "from the model download there"
+        )
+    return node
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path, network: str) -> None:
+    """Load `state` into `module` only if every key and shape matches, else raise one error listing all."""
+    expected = module.state_dict()
+    if not expected.keys() & state.keys():
+        raise CheckpointError(
+            f"checkpoint {path} holds no {network} weights (none of its {len(state)} keys match, e.g. "
+            f"{_first(sorted(state), 3)}): put the voice's own checkpoint from the model download there"
+        )
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(path, network, missing, unexpected, shapes)
+    module.load_state_dict(state, strict=True)
+
+
+def _check_vocabulary(spec: Voice, sizes: dict[str, int], path: Path) -> None:
+    """The checkpoint's tables must have exactly one row per symbol of the config's vocabulary."""
+    config_sizes = spec.vocabulary.sizes()
+    differing = [s for s in EMBEDDING_TABLES if sizes[s] != config_sizes[s]]
+    if not differing:
+        return
+    detail = ", ".join(f"{s} {sizes[s]} rows vs {config_sizes[s]} symbols" for s in differing)
+    if all(sizes[s] == config_sizes[s] + (-1 if spec.has_mask else 1) for s in EMBEDDING_TABLES):
+        fix = (f"set model.am.linguistic_unit.has_mask to {str(not spec.has_mask).lower()} in "
+               f"{spec.path.parent.parent / 'configuration.json'}")
+    else:
+        fix = "the checkpoint and am/config.yaml (linguistic_unit.speaker_list) must come from the same model"
+    raise VocabularyMismatchError(
+        f"checkpoint {path} embedding tables do not fit the vocabulary of {spec.path / 'am' / 'config.yaml'} "
+        f"with has_mask={str(spec.has_mask).lower()} ({detail}): {fix}"
+    )
+
+
+def _is_table(value: object) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == 2
+
+
+def _first(items: list[str], limit: int = LISTED_PER_KIND) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
