@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from export.hifigan import KanHifiGanGenerator, VocoderConfigError
-from export.sambert import KanTtsSambert
+from export.sambert import KanTtsSambert, UnsupportedSambertConfig
 from serving.model_dir import AudioConfig, ModelDir, ModelDirError, Voice
 from serving.symbols import Vocabulary
 
@@ -93,7 +93,15 @@ def load_acoustic_model(spec: Voice) -> KanTtsSambert:
         stream: state[key].shape[0] if _is_table(state.get(key)) else config_sizes[stream]
         for stream, key in EMBEDDING_TABLES.items()
     }
-    am = KanTtsSambert(spec.am_params, sizes)
+    config_path = spec.path / "am" / "config.yaml"
+    try:
+        am = KanTtsSambert(spec.am_params, sizes)
+    except UnsupportedSambertConfig as e:
+        raise ModelDirError(f"{config_path}: {e}") from None
+    except KeyError as e:
+        raise ModelDirError(
+            f"{config_path} has no Model.KanTtsSAMBERT.params.{e.args[0]}: restore the file from the model download"
+        ) from None
     load_strict(am, state, path, "KAN-TTS Sambert acoustic model")
     _check_vocabulary(spec, sizes, path)
     return am.eval()
@@ -105,7 +113,7 @@ def load_vocoder(spec: Voice) -> KanHifiGanGenerator:
     state = read_checkpoint(path, ("model", "generator"))
     try:
         vocoder = KanHifiGanGenerator(**spec.voc_params)
-    except (VocoderConfigError, TypeError) as e:
+    except (VocoderConfigError, TypeError) as e:  # TypeError: a missing or unknown generator parameter
         raise ModelDirError(f"{spec.path / 'voc' / 'config.yaml'}: {e}") from None
     load_strict(vocoder, state, path, "KAN-TTS HiFi-GAN generator")
     vocoder.remove_weight_norm()
@@ -119,7 +127,7 @@ def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, torch.Tensor
         # which weights_only=True can refuse.
         node = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated zip, a non-torch file, a pickle of unknown classes, ...
-        reason = " ".join(str(e).split())[:200]
+        reason = " ".join(str(e).split()).split(". ")[0][:200]  # torch's first sentence says what failed
         raise CheckpointError(
             f"cannot read checkpoint {path} ({type(e).__name__}: {reason}): the file is damaged or not a "
             "PyTorch checkpoint; download the model again"
