@@ -1,0 +1,200 @@
+"""The KAN-TTS HiFi-GAN generator (the vocoder of ModelScope's Sambert-HifiGan voices).
+
+Built from `voc/config.yaml`'s `Model.Generator.params` as `KanHifiGanGenerator(**params)`; module
+and parameter names follow KAN-TTS so its checkpoints load with `load_state_dict(strict=True)`.
+
+Each stage i: x = sin(x) + x, then the sum of a nearest-neighbour "repeat" upsampling branch and a
+transposed-conv branch (cut to the repeat branch's length), then the mean of the residual blocks.
+
+Causal variant: every conv sees only the past (zero left padding) and the transposed convs drop
+their right overhang, so a sample never depends on later frames. In a padded batch an item's valid
+samples are therefore unaffected by the padding that follows it.
+Non-causal variant: symmetric padding gives each sample a right context of
+`right_context_frames()` mel frames; the last that many frames of a shorter item in a padded batch
+see the padding instead of the zeros a single-item run sees, so only those tail samples differ.
+"""
+
+from math import ceil, prod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.weight_norm import fold_weight_norm, legacy_weight_norm
+
+
+class VocoderConfigError(ValueError):
+    """A vocoder config asks for something these generators cannot build."""
+
+
+class Conv1d(nn.Module):
+    """Weight-normalised 1-D conv with stride 1: left-padded if causal, else padded symmetrically."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, causal: bool):
+        super().__init__()
+        span = (kernel_size - 1) * dilation
+        self.left_pad = span if causal else 0
+        self.conv1d = legacy_weight_norm(
+            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=0 if causal else span // 2)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.left_pad:
+            x = F.pad(x, (self.left_pad, 0))
+        return self.conv1d(x)
+
+
+class ConvTranspose1d(nn.Module):
+    """Weight-normalised transposed conv; the caller cuts its output to `stride * frames` samples.
+
+    Causal: no padding, so the cut drops the right overhang. Non-causal: (k - s) // 2 on each side.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, causal: bool):
+        super().__init__()
+        padding = 0 if causal else (kernel_size - stride) // 2
+        self.deconv = legacy_weight_norm(
+            nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, padding=padding)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.deconv(x)
+
+
+class ResidualBlock(nn.Module):
+    """Per dilation d: x = x + conv2(act(conv1_d(act(x))))."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: list[int], activation: nn.Module, causal: bool):
+        super().__init__()
+        self.convs1 = nn.ModuleList(Conv1d(channels, channels, kernel_size, d, causal) for d in dilations)
+        self.convs2 = nn.ModuleList(Conv1d(channels, channels, kernel_size, 1, causal) for _ in dilations)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv1, conv2 in zip(self.convs1, self.convs2):
+            x = x + conv2(self.activation(conv1(self.activation(x))))
+        return x
+
+
+class KanHifiGanGenerator(nn.Module):
+    """mel [B, in_channels, T] (the acoustic model's normalised mel) -> audio [B, 1, T * hop_length].
+
+    `bias` and `use_weight_norm` are accepted because KAN-TTS configs carry them; KAN-TTS itself
+    ignores both (its convs always have a bias and weight norm), and so does this class.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        channels: int,
+        kernel_size: int,
+        upsample_scales: list[int],
+        upsample_kernal_sizes: list[int],
+        resblock_kernel_sizes: list[int],
+        resblock_dilations: list[list[int]],
+        causal: bool,
+        nonlinear_activation: str,
+        nonlinear_activation_params: dict,
+        repeat_upsample: bool = True,
+        bias: bool = True,
+        use_weight_norm: bool = True,
+        nsf_params: dict | None = None,
+    ):
+        super().__init__()
+        _check_params(
+            out_channels, kernel_size, upsample_scales, upsample_kernal_sizes,
+            resblock_kernel_sizes, resblock_dilations, nonlinear_activation, repeat_upsample, nsf_params,
+        )
+        self.in_channels = in_channels
+        self.causal = causal
+        self.upsample_scales = list(upsample_scales)
+        self.upsample_kernal_sizes = list(upsample_kernal_sizes)
+        self.resblock_kernel_sizes = list(resblock_kernel_sizes)
+        self.resblock_dilations = [list(d) for d in resblock_dilations]
+        self.kernel_size = kernel_size
+        self.hop_length = prod(upsample_scales)
+
+        def activation() -> nn.Module:
+            return getattr(nn, nonlinear_activation)(**nonlinear_activation_params)
+
+        self.conv_pre = Conv1d(in_channels, channels, kernel_size, 1, causal)
+        self.transpose_upsamples = nn.ModuleList()
+        self.repeat_upsamples = nn.ModuleList()
+        self.conv_blocks = nn.ModuleList()
+        for i, (scale, up_kernel) in enumerate(zip(upsample_scales, upsample_kernal_sizes)):
+            c_in, c_out = channels // 2**i, channels // 2 ** (i + 1)
+            self.transpose_upsamples.append(
+                nn.Sequential(activation(), ConvTranspose1d(c_in, c_out, up_kernel, scale, causal))
+            )
+            self.repeat_upsamples.append(
+                nn.Sequential(
+                    nn.Upsample(scale_factor=scale, mode="nearest"),
+                    activation(),
+                    Conv1d(c_in, c_out, kernel_size, 1, causal),
+                )
+            )
+            for block_kernel, dilations in zip(resblock_kernel_sizes, resblock_dilations):
+                self.conv_blocks.append(ResidualBlock(c_out, block_kernel, dilations, activation(), causal))
+        self.conv_post = Conv1d(channels // 2 ** len(upsample_scales), out_channels, kernel_size, 1, causal)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.conv_pre(mel)
+        blocks_per_stage = len(self.resblock_kernel_sizes)
+        for i in range(len(self.upsample_scales)):
+            x = torch.sin(x) + x
+            repeated = self.repeat_upsamples[i](x)
+            transposed = self.transpose_upsamples[i](x)
+            x = repeated + transposed[:, :, : repeated.shape[-1]]
+            blocks = self.conv_blocks[i * blocks_per_stage : (i + 1) * blocks_per_stage]
+            x = sum(block(x) for block in blocks) / blocks_per_stage
+        # KAN-TTS uses the default slope (0.01) here, not the configured one.
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+    def remove_weight_norm(self) -> None:
+        """Fold weight norm into plain weights; call after loading a checkpoint, before inference or export."""
+        fold_weight_norm(self)
+
+    def right_context_frames(self) -> int:
+        """How many later mel frames can change a frame's samples: 0 if causal, else an upper bound."""
+        if self.causal:
+            return 0
+        half_kernel = (self.kernel_size - 1) / 2
+        resblock_reach = max(
+            sum((k - 1) * d / 2 + (k - 1) / 2 for d in dilations)
+            for k, dilations in zip(self.resblock_kernel_sizes, self.resblock_dilations)
+        )
+        reach = half_kernel  # conv_pre, at one sample per frame
+        samples_per_frame = 1
+        for scale, up_kernel in zip(self.upsample_scales, self.upsample_kernal_sizes):
+            samples_per_frame *= scale
+            # The branches run in parallel: transposed-conv padding vs the repeat branch's conv.
+            reach += max((up_kernel - scale) // 2, half_kernel) / samples_per_frame
+            reach += resblock_reach / samples_per_frame
+        reach += half_kernel / samples_per_frame  # conv_post
+        return ceil(reach)
+
+
+def _check_params(
+    out_channels, kernel_size, upsample_scales, upsample_kernal_sizes,
+    resblock_kernel_sizes, resblock_dilations, nonlinear_activation, repeat_upsample, nsf_params,
+) -> None:
+    if out_channels != 1:
+        raise VocoderConfigError(
+            f"out_channels is {out_channels}: only single-band vocoders (out_channels 1) are supported, not PQMF multi-band"
+        )
+    if nsf_params is not None:
+        raise VocoderConfigError("nsf_params is set: NSF vocoders (pitch/uv excitation inputs) are not supported")
+    if not repeat_upsample:
+        raise VocoderConfigError("repeat_upsample is false: KAN-TTS's generator cannot run without it; remove the key")
+    if len(upsample_scales) != len(upsample_kernal_sizes):
+        raise VocoderConfigError("upsample_scales and upsample_kernal_sizes must have the same length")
+    if len(resblock_kernel_sizes) != len(resblock_dilations):
+        raise VocoderConfigError("resblock_kernel_sizes and resblock_dilations must have the same length")
+    if any(k % 2 == 0 for k in [kernel_size, *resblock_kernel_sizes]):
+        raise VocoderConfigError("kernel_size and resblock_kernel_sizes must be odd")
+    if any(k < s for s, k in zip(upsample_scales, upsample_kernal_sizes)):
+        raise VocoderConfigError("each upsample_kernal_sizes entry must be at least its upsample scale")
+    if not isinstance(getattr(nn, nonlinear_activation, None), type):
+        raise VocoderConfigError(f"nonlinear_activation {nonlinear_activation!r} is not a torch.nn module name")
