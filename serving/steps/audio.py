@@ -1,0 +1,15 @@
+"""Audio step: trim each sentence's waveform to its own frames and join them with pauses."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
+    """wav [S, 1, L], frames [S, 1], pause [S, 1] seconds -> float32 [1, N] (no pause after the last)."""
+    pieces = []
+    for s in range(len(frames)):
+        pieces.append(wav[s, 0, : int(frames[s, 0]) * hop])
+        if s + 1 < len(frames):
+            pieces.append(np.zeros(int(round(float(pause[s, 0]) * sample_rate)), dtype=np.float32))
+    return np.concatenate(pieces).astype(np.float32, copy=False)[None, :]
