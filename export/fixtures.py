@@ -316,7 +316,8 @@ def make_model_dir(
     causal_vocoder: bool = True,
     has_mask: bool = True,
 ) -> Path:
-    """Write a complete ModelScope sambert-hifigan model directory with seeded random weights.
+    """Write a complete ModelScope sambert-hifigan model directory with seeded random weights into
+    `out_dir` (created if needed, must be empty).
 
     Every voice gets its own weights (seeded from `seed` and its position). With `has_mask=False`
     the directory is a legacy one: configuration.json says so and every embedding table has one
@@ -327,6 +328,9 @@ def make_model_dir(
     if not voices:
         raise ValueError("a model directory needs at least one voice")
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        # Left-over checkpoints (a higher step) would be loaded instead of the new ones.
+        raise FileExistsError(f"{out} is not empty: give a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
     sample_rate = AUDIO_CONFIG_16K["audio_config"]["sampling_rate"]
     model: dict = {"type": MODEL_TYPE, "lang_type": "zhcn", "sample_rate": sample_rate}
@@ -397,10 +401,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noncausal-vocoder", action="store_true", help="use hifigan_noncausal_v1_16k's generator")
     parser.add_argument("--no-mask", action="store_true", help="a legacy has_mask=false directory")
     args = parser.parse_args(argv)
-    out = make_model_dir(
-        args.out_dir, size=args.size, seed=args.seed,
-        causal_vocoder=not args.noncausal_vocoder, has_mask=not args.no_mask,
-    )
+    try:
+        out = make_model_dir(
+            args.out_dir, size=args.size, seed=args.seed,
+            causal_vocoder=not args.noncausal_vocoder, has_mask=not args.no_mask,
+        )
+    except FileExistsError as e:
+        parser.error(str(e))
     print(f"wrote a {args.size} sambert-hifigan model directory to {out.resolve()}")
 
 

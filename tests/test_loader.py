@@ -299,3 +299,5 @@ def test_fixture_cli_writes_a_loadable_directory(tmp_path, capsys):
     fixtures_cli([str(tmp_path / "cli"), "--size", "tiny", "--seed", "1"])
     assert str((tmp_path / "cli").resolve()) in capsys.readouterr().out
     assert load_voice(tmp_path / "cli", "zhiyan_emo").name == "zhiyan_emo"
+    with pytest.raises(FileExistsError, match="is not empty"):
+        make_model_dir(tmp_path / "cli", size="tiny")

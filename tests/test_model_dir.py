@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,12 @@ def test_broken_config_files_are_one_line_errors(tmp_path, tiny_model_dir):
     assert "at least one name" in error_of(model_dir)
     (model_dir / "configuration.json").write_text("{")
     assert "configuration.json is not valid JSON" in error_of(model_dir)
+
+
+def test_model_dir_reads_without_torch(tiny_model_dir):
+    # The Triton python backend imports serving.model_dir; it must not pull in torch.
+    code = (
+        "import sys; from serving.model_dir import ModelDir; "
+        f"ModelDir({str(tiny_model_dir)!r}).voices(); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
