@@ -14,11 +14,13 @@ cannot match it again):
     (. -> 点, @ -> 艾特, digits one by one). "No." before a number -> 第.
  3. Thousands separators go: 1,234,567 -> 1234567.
  4. Phone numbers are read digit by digit with 1 as 幺: mobiles (+86) 1[3-9]xxxxxxxxx,
-    landlines 0xx(x)-xxxxxxx(x), service numbers 400/800-xxx-xxxx.
+    landlines 0xx(x)-xxxxxxx(x), service numbers 400/800-xxx-xxxx; so are numbers right after a
+    code word (_CODE_WORDS: 编号, 验证码是1234, ...).
  5. Dates: 2024-05-01, 2024/5/1, 2024.5.1 -> 二零二四年五月一日; 2024-05 -> 二零二四年五月.
     Numbers with two or more dots (versions, IP addresses) are read digit by digit with 点.
  6. A four-digit number (1000-2999) before 年 is a year, read digit by digit (2020-2024年 too).
- 7. Times h:mm[:ss] (also with ：) -> 十点三十分[十五秒] (:00 is dropped: 10:00 -> 十点; hour 2 is 两点);
+ 7. Times h:mm[:ss] (also with ：) -> 十点三十分[十五秒] (:00 is dropped: 10:00 -> 十点; hour 2 is 两点),
+    with am/pm -> 上午/下午 in front (3pm -> 下午三点);
     other a:b -> a比b. Expressions with =, <, >, <=, >=, != are read as arithmetic
     (5-3=2 -> 五减三等于二); * and × between numbers -> 乘; a/b -> b分之a.
  8. Numbers with their sign, currency sign, 万/亿 and unit (units.py), alone or as a range
@@ -150,11 +152,19 @@ def _read_years(match: re.Match[str]) -> str:
     return text
 
 
+_HALF_DAY_WORDS = {"a": "上午", "p": "下午"}
+
+
+def _read_hour(hours: str) -> str:
+    h = int(hours)
+    return ("两" if h == 2 else read_integer(str(h))) + "点"
+
+
 def _read_clock(hours: str, minutes: str, seconds: str | None) -> str | None:
     h, m, s = int(hours), int(minutes), int(seconds) if seconds else 0
     if h > 24 or m > 59 or s > 59:
         return None
-    text = ("两" if h == 2 else read_integer(str(h))) + "点"
+    text = _read_hour(hours)
     if m or s:
         text += ("零" if m < 10 else "") + read_integer(str(m)) + "分"
     if s:
@@ -164,12 +174,21 @@ def _read_clock(hours: str, minutes: str, seconds: str | None) -> str | None:
 
 def _read_time(match: re.Match[str]) -> str:
     first = _read_clock(*match.group(1, 2, 3))
-    if first is None:
+    second = None if match.group(4) is None else _read_clock(*match.group(4, 5, 6))
+    if first is None or match.group(4) is not None and second is None:
         return match.group()
-    if match.group(4) is None:
-        return first
-    second = _read_clock(*match.group(4, 5, 6))
-    return match.group() if second is None else first + "到" + second
+    half_day = _HALF_DAY_WORDS.get((match.group(7) or "").lower(), "")
+    return half_day + first + ("到" + second if second else "")
+
+
+def _read_hour_of_half_day(match: re.Match[str]) -> str:
+    if not 1 <= int(match.group(1)) <= 12:
+        return match.group()
+    return _HALF_DAY_WORDS[match.group(2).lower()] + _read_hour(match.group(1))
+
+
+def _read_code(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2) + read_digits(match.group(3), one="幺")
 
 
 def _read_ratio(match: re.Match[str]) -> str:
@@ -300,6 +319,9 @@ def _strongest_mark(match: re.Match[str]) -> str:
 
 
 _NUMBER_END_CHARS = r"0-9A-Za-z.%)）"
+_HALF_DAY = r"[ ]?([AaPp])\.?[Mm]\.?(?![A-Za-z])"
+# Numbers after these words are codes, read digit by digit with 1 as 幺.
+_CODE_WORDS = "号码|编号|单号|账号|帐号|卡号|学号|工号|证号|尾号|邮编|密码|验证码|代码|ID|QQ"
 _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
     (re.compile(pattern, re.ASCII), replacement) for pattern, replacement in (
         # 2. addresses
@@ -311,6 +333,7 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
         # 4. phone numbers
         (r"(?<![\d.+])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"
          r"|(?<![\d.])(?:0\d{2,3}[ -]?\d{7,8}|[48]00[ -]?\d{3}[ -]?\d{4})(?!\d)", _read_phone),
+        (rf"({_CODE_WORDS})([ ]*[:：是为]?[ ]*)(\d+)(?![\d.])", _read_code),
         # 5. dates, dotted numbers
         (r"(?<![\d.:/-])(?P<year>[12]\d{3})(?P<sep>[-/.])(?P<month>\d{1,2})"
          r"(?:(?P=sep)(?P<day>\d{1,2}))?(?![\d/-]|\.\d)", _read_date),
@@ -319,7 +342,9 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
         (r"(?<![\d.])([12]\d{3})(?:[ ]*[-~—至到][ ]*([12]\d{3}))?(?=[ ]*年)", _read_years),
         # 7. times, ratios, arithmetic, fractions
         (r"(?<![\d.:：])(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?"
-         r"(?:[ ]*[-~—至到][ ]*(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?(?![\d:：])", _read_time),
+         r"(?:[ ]*[-~—至到][ ]*(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?"
+         rf"(?:{_HALF_DAY})?(?![\d:：])", _read_time),
+        (rf"(?<![\d.:：])(\d{{1,2}}){_HALF_DAY}", _read_hour_of_half_day),
         (r"(?<![\d.:：])(\d+(?:\.\d+)?)[:：](\d+(?:\.\d+)?)(?![\d:：])", _read_ratio),
         (r"(?<![\d.A-Za-z])-?\d+(?:\.\d+)?(?:[ ]*[-+×*/÷][ ]*-?\d+(?:\.\d+)?)*"
          r"[ ]*(?:[<>!=]=|[=<>≤≥])[ ]*"

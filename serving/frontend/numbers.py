@@ -5,7 +5,8 @@ Readings follow standard Mandarin:
   10^12 -> 一万亿; a leading 一十 is said 十 (10 -> 十, 100000 -> 十万) but 110 -> 一百一十;
 - a 二 that multiplies 千, 万 or 亿 is said 两 (2000 -> 两千, 12000 -> 一万两千), except right
   after 十 or 零 (120000 -> 十二万);
-- integers with a leading zero (007) or longer than 16 digits (beyond 万亿) are read digit by digit;
+- integers with a leading zero (007) or more than 13 digits (beyond 万亿; such long numbers are
+  codes, not amounts) are read digit by digit;
 - decimals read the fraction digit by digit: 3.14 -> 三点一四.
 """
 
@@ -15,8 +16,8 @@ DIGITS = "零一二三四五六七八九"
 # Phone numbers say 1 as 幺 so it cannot be confused with 七.
 PHONE_DIGITS = "零幺二三四五六七八九"
 _POSITIONS = ("", "十", "百", "千")
-# Largest integer read as a cardinal: 9999万9999亿9999万9999.
-MAX_CARDINAL_DIGITS = 16
+# Longest integer read as a cardinal: 13 digits, up to 9万9999亿9999万9999.
+MAX_CARDINAL_DIGITS = 13
 
 _LIANG = re.compile(r"(?<![十零])二(?=[千万亿])")
 
