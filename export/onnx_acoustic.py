@@ -1,0 +1,278 @@
+"""Export a voice's Sambert acoustic model as five ONNX graphs, run in turn by serving.runtime.acoustic.
+
+Sambert is not one graph: its duration predictor and its decoder are autoregressive loops and the
+length regulator has a data-dependent output size. Each piece between the loops becomes a graph
+(`export.sambert` has one method per piece), and the runtime does the loops and the length
+regulation on the host:
+
+    encoder.onnx         ids, emotion, speaker, lengths -> text_aug, duration_cond, speaker_hid, emotion_hid
+    duration_step.onnx   one duration-predictor step (previous log-duration, cond, LSTM state in and out)
+    decoder_memory.onnx  length-regulated features -> LFR memory and every layer's memory keys/values
+    decoder_step.onnx    one decoder step (r frames) with the key/value cache in and out
+    postnet.onnx         decoder frames, frame lengths -> mel
+
+Every batch and time axis is dynamic; graphs are traced with the legacy exporter at opset 17 (TensorRT
+10 parses it) from example inputs whose sizes appear nowhere else, and `check_graph` verifies what the
+runtime relies on. The numbers the runtime needs that no input shape carries (max_len, r, the
+vocabulary sizes) are stored as metadata_props of the graph they belong to.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from export.sambert import VOCABULARY_STREAMS, KanTtsSambert
+from serving.runtime.acoustic import (
+    DECODER_MEMORY,
+    DECODER_STEP,
+    DURATION_STEP,
+    ENCODER,
+    META_MAX_LEN,
+    META_OUTPUTS_PER_STEP,
+    META_VOCABULARY_SIZES,
+    POSTNET,
+)
+
+OPSET = 17
+
+# Sizes of the example inputs the graphs are traced with; deliberately odd, so that a size the
+# tracer froze into a graph shows up as a wrong shape when the graph runs at any other size.
+EXAMPLE_BATCH = 3
+EXAMPLE_PHONES = 7
+EXAMPLE_STEPS = 5
+EXAMPLE_CACHE = 2
+
+
+class AcousticExportError(RuntimeError):
+    """An exported graph fails a check (structure, shapes, dynamic axes)."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One exported piece: the model method it runs and its named inputs and outputs.
+
+    `inputs`/`outputs` give each tensor's axes: a str is a dynamic axis name, an int a fixed size.
+    """
+
+    file: str
+    method: str
+    inputs: dict[str, tuple]
+    outputs: dict[str, tuple]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        tensors = {**self.inputs, **self.outputs}
+        return {name: {i: a for i, a in enumerate(axes) if isinstance(a, str)} for name, axes in tensors.items()}
+
+
+def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
+    """The five graphs of `model`, with its dimensions."""
+    p = model.params
+    d_text = p["encoder_projection_units"]
+    d_speaker, d_emotion = p["speaker_units"], p["emotion_units"]
+    d_cond = d_text + d_speaker + d_emotion
+    lstm = model.variance_adaptor.duration_predictor.lstm
+    dec = model.mel_decoder.mel_dec
+    layers, heads, d_head = len(dec.pnca), dec.n_heads, dec.d_model // dec.n_heads
+    n_mels, r = model.num_mels, model.r
+    state = (lstm.num_layers, "batch", lstm.hidden_size)
+    cache = (layers, "batch", heads, "cache", d_head)
+    grown = (layers, "batch", heads, "cache_out", d_head)
+    memory_kv = (layers, "batch", heads, "steps", d_head)
+    return [
+        Graph(
+            ENCODER,
+            "encode",
+            inputs={
+                "ids": ("batch", "phones", 4),
+                "emotion": ("batch", "phones"),
+                "speaker": ("batch", "phones"),
+                "lengths": ("batch",),
+            },
+            outputs={
+                "text_aug": ("batch", "phones", d_text),
+                "duration_cond": ("batch", "phones", d_cond),
+                "speaker_hid": ("batch", "phones", d_speaker),
+                "emotion_hid": ("batch", "phones", d_emotion),
+            },
+        ),
+        Graph(
+            DURATION_STEP,
+            "duration_step",
+            inputs={"previous_log_duration": ("batch",), "cond": ("batch", d_cond), "h": state, "c": state},
+            outputs={"log_duration": ("batch",), "h_out": state, "c_out": state},
+        ),
+        Graph(
+            DECODER_MEMORY,
+            "decoder_memory",
+            inputs={
+                "lr_text": ("batch", "frames", d_text),
+                "lr_speaker": ("batch", "frames", d_speaker),
+                "lr_emotion": ("batch", "frames", d_emotion),
+                "frame_positions": ("batch", "frames"),
+            },
+            outputs={"memory": ("batch", "steps", model.d_memory), "memory_keys": memory_kv, "memory_values": memory_kv},
+        ),
+        Graph(
+            DECODER_STEP,
+            "decoder_step",
+            inputs={
+                "previous_frame": ("batch", n_mels),
+                "memory_step": ("batch", model.d_memory),
+                "x_keys": cache,
+                "x_values": cache,
+                "memory_keys": memory_kv,
+                "memory_values": memory_kv,
+                "x_band": ("batch",),
+                "h_band": ("batch",),
+                "memory_lengths": ("batch",),
+            },
+            outputs={"frames": ("batch", r * n_mels), "x_keys_out": grown, "x_values_out": grown},
+        ),
+        Graph(
+            POSTNET,
+            "postnet",
+            inputs={"decoder_frames": ("batch", "frames", n_mels), "frame_lengths": ("batch",)},
+            outputs={"mel": ("batch", "frames", n_mels)},
+        ),
+    ]
+
+
+class _Method(nn.Module):
+    """A model method as a module's forward, so it can be traced; keeps the graph's outputs only."""
+
+    def __init__(self, model: KanTtsSambert, graph: Graph):
+        super().__init__()
+        self.model = model
+        self.method = graph.method
+        self.n_outputs = len(graph.outputs)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = getattr(self.model, self.method)(*inputs)
+        return (out,) if isinstance(out, torch.Tensor) else tuple(out[: self.n_outputs])
+
+
+def example_inputs(model: KanTtsSambert, graph: Graph, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Valid inputs of `graph` at the example sizes (random features, real ids, sensible lengths)."""
+    sizes = {
+        "batch": EXAMPLE_BATCH,
+        "phones": EXAMPLE_PHONES,
+        "frames": EXAMPLE_STEPS * model.r,
+        "steps": EXAMPLE_STEPS,
+        "cache": EXAMPLE_CACHE,
+    }
+    generator = torch.Generator().manual_seed(seed)
+    # Lengths differ per item (the longest is full), so padding paths are traced too.
+    lengths = {"phones": torch.tensor([EXAMPLE_PHONES, EXAMPLE_PHONES - 2, 1])}
+    lengths["frames"] = torch.tensor([EXAMPLE_STEPS * model.r, EXAMPLE_STEPS * model.r - 4, 2])
+    lengths["steps"] = -(-lengths["frames"] // model.r)
+    vocabulary = dict(zip(VOCABULARY_STREAMS, _vocabulary_sizes(model)))
+    tensors = []
+    for name, axes in graph.inputs.items():
+        shape = [sizes[a] if isinstance(a, str) else a for a in axes]
+        if name == "ids":
+            tables = [vocabulary[s] for s in VOCABULARY_STREAMS[:4]]
+            tensors.append(torch.stack([torch.randint(0, n, shape[:2], generator=generator) for n in tables], -1))
+        elif name in ("emotion", "speaker"):
+            tensors.append(torch.randint(0, vocabulary[name], shape, generator=generator))
+        elif name == "lengths":
+            tensors.append(lengths["phones"])
+        elif name == "frame_lengths":
+            tensors.append(lengths["frames"])
+        elif name == "memory_lengths":
+            tensors.append(lengths["steps"])
+        elif name in ("x_band", "h_band"):
+            tensors.append(torch.tensor([1, 2, 0]))
+        elif name == "frame_positions":
+            tensors.append(torch.randint(0, 6, shape, generator=generator).float())
+        else:
+            tensors.append(torch.randn(shape, generator=generator))
+    return tuple(tensors)
+
+
+def _vocabulary_sizes(model: KanTtsSambert) -> list[int]:
+    enc = model.text_encoder
+    tables = (enc.sy_emb, enc.tone_emb, enc.syllable_flag_emb, enc.ws_emb, model.emo_tokenizer, model.spk_tokenizer)
+    return [t.num_embeddings for t in tables]
+
+
+def graph_metadata(model: KanTtsSambert, graph: Graph) -> dict[str, str]:
+    if graph.file == ENCODER:
+        sizes = dict(zip(VOCABULARY_STREAMS, _vocabulary_sizes(model)))
+        return {META_MAX_LEN: str(model.max_len), META_VOCABULARY_SIZES: json.dumps(sizes)}
+    if graph.file == DECODER_STEP:
+        return {META_OUTPUTS_PER_STEP: str(model.r)}
+    return {}
+
+
+def export_graph(model: KanTtsSambert, graph: Graph, path: Path) -> Path:
+    """Trace one graph to `path`, store its metadata and check it."""
+    module = _Method(model.eval(), graph)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about every Python-level shape comparison; the checks in check_graph and
+        # the runtime's parity tests at other sizes are what shows the graph follows its inputs.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example_inputs(model, graph),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(graph.inputs),
+            output_names=list(graph.outputs),
+            dynamic_axes=graph.dynamic_axes(),
+            do_constant_folding=True,
+        )
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, graph_metadata(model, graph))
+    onnx.save(proto, str(path))
+    check_graph(path, graph)
+    return path
+
+
+def export_acoustic(model: KanTtsSambert, out_dir: str | Path, log=print) -> list[Path]:
+    """Write the five acoustic graphs of `model` into `out_dir` (created if needed); returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for graph in acoustic_graphs(model):
+        paths.append(export_graph(model, graph, out_dir / graph.file))
+        log(f"{graph.file}: {len(onnx.load(str(paths[-1]), load_external_data=False).graph.node)} nodes, checked")
+    return paths
+
+
+def check_graph(path: Path, graph: Graph) -> None:
+    """onnx.checker (full), strict shape inference, opset, and the declared I/O with dynamic axes."""
+    proto = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise AcousticExportError(f"{path}: {e}") from e
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    if opsets.get("", opsets.get("ai.onnx")) != OPSET:
+        raise AcousticExportError(f"{path}: opset {opsets}, expected {OPSET}")
+    for kind, declared, values in (
+        ("input", graph.inputs, inferred.graph.input),
+        ("output", graph.outputs, inferred.graph.output),
+    ):
+        found = {v.name: v for v in values}
+        if list(found) != list(declared):
+            raise AcousticExportError(f"{path}: {kind}s {list(found)}, expected {list(declared)}")
+        for name, axes in declared.items():
+            dims = found[name].type.tensor_type.shape.dim
+            got = tuple(d.dim_param if d.HasField("dim_param") else d.dim_value for d in dims)
+            # A dynamic axis must not have become a number (a size the tracer froze). A fixed size
+            # must be that number, except in an output that inference could only name.
+            if len(got) != len(axes) or any(
+                (isinstance(a, str) and isinstance(g, int) and g != 0)
+                or (isinstance(a, int) and g != a and not (kind == "output" and isinstance(g, str)))
+                for g, a in zip(got, axes)
+            ):
+                raise AcousticExportError(f"{path}: {kind} {name} has shape {got}, expected {axes}")
