@@ -10,6 +10,7 @@ import yaml
 
 from export.fixtures import main as fixtures_cli
 from export.fixtures import make_model_dir, random_am_state_dict, random_generator_state_dict, save_checkpoint
+from export.reference import synthesize
 from export.loader import CheckpointError, CheckpointMismatchError, VocabularyMismatchError, load_voice
 from serving.model_dir import ModelDir
 
@@ -110,6 +111,24 @@ def test_tiny_voice_loads_ready_for_inference(tiny_model_dir):
         audio = voice.vocoder(mel)
     assert audio.shape == (1, 1, 7 * voice.audio_config.hop_length)
     assert torch.isfinite(audio).all() and audio.abs().max() < 1
+
+
+def test_loaded_fixture_voice_speaks_a_few_frames_per_phone(tiny_model_dir):
+    voice = load_voice(tiny_model_dir, "zhiyan_emo")
+    tokens = [  # 你好 as KAN-TTS symbols
+        ("n_c", "tone3", "s_begin", "word_begin", "emotion_neutral", "F7"),
+        ("i_c", "tone3", "s_end", "word_end", "emotion_neutral", "F7"),
+        ("h_c", "tone3", "s_begin", "word_begin", "emotion_neutral", "F7"),
+        ("ao_c", "tone3", "s_end", "word_end", "emotion_neutral", "F7"),
+        ("#4", "tone_none", "s_none", "word_none", "emotion_neutral", "F7"),
+    ]
+    ids = torch.from_numpy(voice.vocabulary.encode(tokens))[None]
+    result = synthesize(voice.am, ids[..., :4], ids[..., 4], ids[..., 5], [len(tokens)])[0]
+    assert ((result.frames_per_phone >= 1) & (result.frames_per_phone <= 20)).all()
+    assert result.mel.shape == (result.frames_per_phone.sum(), voice.audio_config.n_mels)
+    with torch.no_grad():
+        audio = voice.vocoder(torch.from_numpy(result.mel).T[None])
+    assert audio.shape == (1, 1, result.mel.shape[0] * voice.audio_config.hop_length)
 
 
 def test_full_fixture_matches_the_kantts_manifest(full_model_dir):
