@@ -1,0 +1,139 @@
+"""FrontEnd: request text (plain or SSML) -> sentences of KAN-TTS symbol ids for one voice."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.frontend.errors import FrontEndError
+from serving.frontend.normalize import normalize
+from serving.frontend.prosody import prosodic_words
+from serving.frontend.sentences import split_sentences
+from serving.frontend.ssml import Piece, Span, is_ssml, parse_ssml
+from serving.frontend.tokens import to_tokens, token_string
+from serving.limits import MAX_SENTENCE_CHARS, MAX_TEXT_CHARS, SENTENCE_PAUSE_S
+from serving.symbols import STREAMS, Vocabulary
+
+DEFAULT_EMOTION = "neutral"
+_EMOTION_PREFIX = "emotion_"
+# How far ahead a character of a split sentence is looked for in the text it came from
+# (split_sentences may drop whitespace between sentences).
+_ALIGN_WINDOW = 64
+
+
+@dataclass
+class Sentence:
+    text: str            # the normalised sentence
+    symbols: list[str]   # "{phone$tone$syllable_flag$word_segment$emotion$speaker}" per token
+    ids: np.ndarray      # int64 [T, 6], columns in serving.symbols.STREAMS order
+    pause_after: float   # seconds of silence after this sentence
+
+
+class FrontEnd:
+    """The text front end of one voice.
+
+    max_sentence_chars: longest sentence (in normalised characters) sent to the acoustic model;
+    the default, serving.limits.MAX_SENTENCE_CHARS, keeps a sentence far below the model's
+    800-position table (about 2.7 tokens per character). max_text_chars bounds a request
+    (None: no bound). Every sentence but the last is followed by SENTENCE_PAUSE_S seconds of
+    silence; an SSML <break> sets the pause of the sentence it ends instead.
+    """
+
+    def __init__(self, vocabulary: Vocabulary, max_sentence_chars: int = MAX_SENTENCE_CHARS,
+                 max_text_chars: int | None = MAX_TEXT_CHARS):
+        self.vocabulary = vocabulary
+        self.max_sentence_chars = max_sentence_chars
+        self.max_text_chars = max_text_chars
+        self.speaker = vocabulary.speakers[0]  # ttsfrd's F7, as KAN-TTS substitutes it
+        self._emotions = [
+            e[len(_EMOTION_PREFIX):] for e in vocabulary.tables["emotion"]
+            if e.startswith(_EMOTION_PREFIX) and e != "emotion_none" and "placeholder" not in e
+        ]
+        if DEFAULT_EMOTION not in self._emotions:
+            raise ValueError(f"the voice's emotion list has no {DEFAULT_EMOTION!r}")
+
+    def emotions(self) -> list[str]:
+        """Emotions a request may ask for, as plain names (neutral, happy, ...)."""
+        return list(self._emotions)
+
+    def __call__(self, text: str, emotion: str | None = None) -> list[Sentence]:
+        if not text or not text.strip():
+            raise FrontEndError("the text is empty: send the Chinese text to read")
+        if self.max_text_chars is not None and len(text) > self.max_text_chars:
+            raise FrontEndError(f"the text has {len(text)} characters, more than {self.max_text_chars}: "
+                                "split it into several requests")
+        default_emotion = self._emotion_symbol(emotion or DEFAULT_EMOTION)
+        if is_ssml(text):
+            pieces = parse_ssml(_clean(text), self._emotion_symbol)
+        else:
+            pieces = [Piece([Span(_clean(text), None)])]
+        sentences: list[Sentence] = []
+        for piece in pieces:
+            found = self._piece_sentences(piece, default_emotion)
+            sentences += found
+            if piece.pause_after is not None and sentences:
+                if found:
+                    sentences[-1].pause_after = piece.pause_after
+                else:  # nothing readable since the last break: the breaks add up
+                    sentences[-1].pause_after += piece.pause_after
+        if not sentences:
+            raise FrontEndError("the text has nothing to read (only punctuation, symbols or characters "
+                                "without a Mandarin reading): send Chinese text")
+        if pieces[-1].pause_after is None and found:
+            sentences[-1].pause_after = 0.0  # nothing follows the last sentence
+        return sentences
+
+    def _emotion_symbol(self, name: str) -> str:
+        key = name.strip().lower()
+        key = key[len(_EMOTION_PREFIX):] if key.startswith(_EMOTION_PREFIX) else key
+        if key not in self._emotions:
+            raise FrontEndError(f"unknown emotion {name!r}: use one of {', '.join(self._emotions)}")
+        return _EMOTION_PREFIX + key
+
+    def _piece_sentences(self, piece: Piece, default_emotion: str) -> list[Sentence]:
+        """Sentences of a piece of text, with the emotion and pinyin overrides of its spans."""
+        chars: list[str] = []
+        emotions: list[str] = []
+        overrides: dict[int, tuple[str, int]] = {}
+        for span in piece.spans:
+            text = span.text if span.pinyin is not None else normalize(span.text)
+            if span.pinyin is not None:
+                overrides.update({len(chars) + i: p for i, p in enumerate(span.pinyin)})
+            chars += text
+            emotions += [span.emotion or default_emotion] * len(text)
+        full = "".join(chars)
+        result = []
+        start = 0
+        for sentence_text in split_sentences(full, self.max_sentence_chars):
+            positions, start = _align(sentence_text, full, start)
+            sentence_overrides = {i: overrides[p] for i, p in enumerate(positions) if p in overrides}
+            sentence_emotions = [default_emotion if p is None else emotions[p] for p in positions]
+            words = prosodic_words(sentence_text, sentence_overrides)
+            if not words:
+                continue
+            tokens = to_tokens(words, sentence_emotions, self.speaker)
+            ids = self.vocabulary.encode(tokens)
+            if ids.shape != (len(tokens), len(STREAMS)):  # KAN-TTS would silently drop unknown phones
+                raise RuntimeError(f"symbol streams of {sentence_text!r} differ in length: {ids.shape}")
+            result.append(Sentence(sentence_text, [token_string(t) for t in tokens], ids, SENTENCE_PAUSE_S))
+        return result
+
+
+def _align(sentence: str, full: str, start: int) -> tuple[list[int | None], int]:
+    """Position in `full` of every character of `sentence` (a piece of it found from `start` on)."""
+    positions: list[int | None] = []
+    for char in sentence:
+        found = full.find(char, start, start + _ALIGN_WINDOW)
+        positions.append(found if found >= 0 else None)
+        if found >= 0:
+            start = found + 1
+    return positions, start
+
+
+def _clean(text: str) -> str:
+    """Control, format and unassigned characters become spaces; line breaks stay."""
+    return "".join(
+        c if c == "\n" or not unicodedata.category(c).startswith("C") else " " for c in text
+    )
