@@ -4,9 +4,13 @@ Rules (the ttsfrd sample 您|可以|向我|询问|关于|拖欠|工资、供水�
 follows from them):
 - Lexical words and parts of speech come from jieba posseg. A lone 儿 joins the word before it,
   so that erhua applies to it (小孩 + 儿).
-- Words of 4+ characters are split into dictionary words of 2-3 characters when jieba's dictionary
-  covers them exactly (拖欠工资 -> 拖欠|工资); otherwise words of 5+ characters are cut into
-  pieces of two (a last odd character joins the last piece).
+- A spelled-out number is one word even where jieba cuts it (一九九|八年 -> 一九九八年; a
+  trailing unit or measure character stays on it). Numbers of more than 4 numerals are cut after
+  点, 亿 or 万, then after 千 or 百 (一万|两千|三百|四十五), and digit strings into groups of 4
+  from the right (幺三八|幺二三四|五六七八); each piece keeps 2+ characters.
+- Other words of 4+ characters are split into dictionary words of 2-3 characters when jieba's
+  dictionary covers them exactly (拖欠工资 -> 拖欠|工资); otherwise words of 5+ characters are cut
+  into pieces of two (a last odd character joins the last piece).
 - A one-syllable particle (jieba POS u*: 的 了 着 过 得 地, or y: 吗 呢 吧) joins the word before it
   (户籍的). Then adjacent one-syllable words pair up, from the right of each run (向我, 我将,
   我|很好); a one-syllable word between longer ones stays alone (您, 和).
@@ -33,6 +37,8 @@ from serving.frontend.g2p import Word, word_syllables
 from serving.frontend.sandhi import third_tone_sandhi, yi_bu_sandhi
 
 PHRASE_MAX_SYLLABLES = 15
+NUMERALS = frozenset("零〇一二三四五六七八九十百千万亿两幺点")
+NUMBER_CUT_AFTER = ("点亿万", "千百")  # where a long number is cut first, then second
 PARTICLE_POS_PREFIXES = ("u", "y")
 
 jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading to stderr
@@ -67,8 +73,9 @@ def prosodic_words(text: str, overrides: dict[int, tuple[str, int]]) -> list[Pro
     offset = 0
     for token in jieba.posseg.lcut(text):
         word, pos = token.word, token.flag
-        if word == "儿" and items and items[-1] is not None and items[-1][2] + len(items[-1][0]) == offset:
-            items[-1] = (items[-1][0] + word, items[-1][1], items[-1][2])
+        previous = items[-1] if items and items[-1] is not None and items[-1][2] + len(items[-1][0]) == offset else None
+        if previous and (word == "儿" or _continues_number(previous[0], word)):
+            items[-1] = (previous[0] + word, "m" if word != "儿" else previous[1], previous[2])
         elif _HAN.search(word):
             items.append((word, pos, offset))
         elif _is_pause(word):
@@ -100,11 +107,37 @@ def prosodic_words(text: str, overrides: dict[int, tuple[str, int]]) -> list[Pro
     return result
 
 
+def _continues_number(number: str, token: str) -> bool:
+    """Whether jieba's `token` continues the spelled-out number `number` (一九九 + 八年, 三百六 + 十五)."""
+    return (all(c in NUMERALS for c in number) and any(c in NUMERALS for c in token)
+            and all(c in NUMERALS for c in token[:-1]))
+
+
+def _is_number(text: str) -> bool:
+    """A spelled-out number, possibly with one unit or measure character after it."""
+    return len(text) > 1 and all(c in NUMERALS for c in text[:-1])
+
+
+def _number_cuts(text: str) -> list[int]:
+    """End offsets of the pieces of a number: at most 4 numerals each (see the module rules)."""
+    numerals = len(text) - (text[-1] not in NUMERALS)
+    if numerals <= 4:
+        return [len(text)]
+    for chars in NUMBER_CUT_AFTER:
+        for i, char in enumerate(text[1:-2], start=1):  # both pieces keep 2+ characters
+            if char in chars:
+                return _number_cuts(text[:i + 1]) + [i + 1 + c for c in _number_cuts(text[i + 1:])]
+    cut = max(2, numerals - 4)  # a digit string: groups of 4 from the right (phone numbers 3-4-4)
+    return _number_cuts(text[:cut]) + [cut + c for c in _number_cuts(text[cut:])]
+
+
 def _split_long_word(word: Word) -> list[Word]:
-    """Pieces of a word of 4+ characters (see the module rules); shorter words stay whole."""
+    """Pieces of a long word or number (see the module rules); shorter words stay whole."""
     text = word.text
     if len(text) < 4 or len(word.syllables) != len(text):
         return [word]
+    if _is_number(text):
+        return _cut(word, _number_cuts(text))
     # Fewest pieces of 2-3 characters that are all dictionary words (dynamic programming).
     best: list[list[int] | None] = [[]] + [None] * len(text)
     for end in range(2, len(text) + 1):
@@ -119,9 +152,13 @@ def _split_long_word(word: Word) -> list[Word]:
         if len(text) == 4:
             return [word]
         cuts = list(range(2, len(text) - 1, 2)) + [len(text)]
+    return _cut(word, cuts)
+
+
+def _cut(word: Word, cuts: list[int]) -> list[Word]:
     pieces, start = [], 0
     for end in cuts:
-        pieces.append(Word(text[start:end], word.pos, word.syllables[start:end]))
+        pieces.append(Word(word.text[start:end], word.pos, word.syllables[start:end]))
         start = end
     return pieces
 
