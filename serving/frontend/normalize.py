@@ -101,8 +101,10 @@ def _fold_compatibility_forms(text: str) -> str:
 
 # --- 2. addresses -------------------------------------------------------------------------------
 
+# Repetitions are bounded (DNS labels have at most 63 characters) so that no pattern can
+# backtrack over a long run of text: every pass stays linear in the text length.
 _DOMAIN = (
-    r"[A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9][A-Za-z0-9-]*)*"
+    r"[A-Za-z0-9][A-Za-z0-9-]{0,62}(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62}){0,8}"
     r"\.(?:com|cn|net|org|edu|gov|io|ai|cc|top|info|me)(?![A-Za-z0-9])"
 )
 _ADDRESS_PART = re.compile(r"[A-Za-z]+|\d+|[.@_+-]")
@@ -326,7 +328,7 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
     (re.compile(pattern, re.ASCII), replacement) for pattern, replacement in (
         # 2. addresses
         (r"(?i:https?)://", ""),
-        (rf"(?<![A-Za-z0-9.@])(?:[A-Za-z0-9][A-Za-z0-9._+-]*@)?{_DOMAIN}", _read_address),
+        (rf"(?<![A-Za-z0-9.@_+-])(?:[A-Za-z0-9][A-Za-z0-9._+-]{{0,63}}@)?{_DOMAIN}", _read_address),
         (r"(?<![A-Za-z])No\.[ ]?(?=\d)", "第"),
         # 3. thousands separators
         (r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])", _without_commas),
@@ -346,9 +348,9 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
          rf"(?:{_HALF_DAY})?(?![\d:：])", _read_time),
         (rf"(?<![\d.:：])(\d{{1,2}}){_HALF_DAY}", _read_hour_of_half_day),
         (r"(?<![\d.:：])(\d+(?:\.\d+)?)[:：](\d+(?:\.\d+)?)(?![\d:：])", _read_ratio),
-        (r"(?<![\d.A-Za-z])-?\d+(?:\.\d+)?(?:[ ]*[-+×*/÷][ ]*-?\d+(?:\.\d+)?)*"
+        (r"(?<![\d.A-Za-z+×*/÷=<>-])-?\d+(?:\.\d+)?(?:[ ]*[-+×*/÷][ ]*-?\d+(?:\.\d+)?){0,8}"
          r"[ ]*(?:[<>!=]=|[=<>≤≥])[ ]*"
-         r"-?\d+(?:\.\d+)?(?:[ ]*[-+×*/÷][ ]*-?\d+(?:\.\d+)?)*", _read_arithmetic),
+         r"-?\d+(?:\.\d+)?(?:[ ]*[-+×*/÷][ ]*-?\d+(?:\.\d+)?){0,8}", _read_arithmetic),
         (r"(?<=\d)[ ]*[*×][ ]*(?=\d)", "乘"),
         (r"(?<![\d./])(\d+)/(\d+)(?![\d/]|\.\d)", _read_fraction),
         # 8. quantities and ranges
@@ -356,8 +358,8 @@ _PASSES: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple(
         (rf"(?:(?<![{_NUMBER_END_CHARS}])(?P<sign>[-+]))?{_quantity_pattern('a_')}"
          rf"(?:[ ]*[-~—][ ]*(?P<b_sign>-)?{_quantity_pattern('b_')})?", _read_quantities),
         # 9. per unit
-        (rf"(?<=[{CJK_RANGES}])/({_UNIT_ALTERNATIVES})(?![A-Za-z])", _read_per_unit),
-        (rf"(?<=[{CJK_RANGES}])/(?=[斤个人次天月年时件吨升克米台位])", "每"),
+        (rf"/(?<=[{CJK_RANGES}]/)({_UNIT_ALTERNATIVES})(?![A-Za-z])", _read_per_unit),
+        (rf"/(?<=[{CJK_RANGES}]/)(?=[斤个人次天月年时件吨升克米台位])", "每"),
         # 10. Latin words
         (r"(?<![A-Za-z.])[A-Za-z](?:\.[A-Za-z])+\.?(?![A-Za-z])", _spell_acronym),
         (r"[A-Za-z]+(?:['-][A-Za-z]+)*", _read_latin),
