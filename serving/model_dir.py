@@ -149,7 +149,7 @@ class ModelDir:
         voc_config = _read_yaml(voc_path)
         am_params = _section(am_config, ("Model", "KanTtsSAMBERT", "params"), am_path)
         voc_params = _section(voc_config, ("Model", "Generator", "params"), voc_path)
-        _check_am_features(am_config, am_params, am_path)
+        _check_language(am_config, am_path)
         _check_audio_agrees(audio, am_params, voc_params, audio_path, am_path, voc_path)
         try:
             vocabulary = Vocabulary.from_am_config(am_config, self.has_mask)
@@ -199,18 +199,13 @@ def latest_checkpoint(ckpt_dir: Path) -> Path:
     return steps[max(steps)]
 
 
-def _check_am_features(am_config: dict, am_params: dict, am_path: Path) -> None:
-    """Refuse AM variants whose inputs this project does not build (other phone sets, speaker embeddings)."""
+def _check_language(am_config: dict, am_path: Path) -> None:
+    """serving.symbols holds the Mandarin (PinYin) phone set only; other KAN-TTS languages have other symbols."""
     language = _lookup(am_config, ("linguistic_unit", "language")) or SUPPORTED_LANGUAGE
     if language != SUPPORTED_LANGUAGE:
         raise ModelDirError(
             f"{am_path} uses linguistic_unit.language {language!r}; only {SUPPORTED_LANGUAGE!r} "
             "(Mandarin) voices are supported"
-        )
-    if am_params.get("SE", False):
-        raise ModelDirError(
-            f"{am_path} is a personal-TTS voice (SE: True, speaker embedding); only the lookup-table "
-            "speaker voices of the sambert-hifigan models are supported"
         )
 
 

@@ -12,7 +12,7 @@ from export.fixtures import main as fixtures_cli
 from export.fixtures import make_model_dir, random_am_state_dict, random_generator_state_dict, save_checkpoint
 from export.reference import synthesize
 from export.loader import CheckpointError, CheckpointMismatchError, VocabularyMismatchError, load_voice
-from serving.model_dir import ModelDir
+from serving.model_dir import ModelDir, ModelDirError
 
 # The KAN-TTS zh-cn 16k manifest (research/sambert.md 2.4 and 3: a state_dict dump of the KAN-TTS code).
 AM_TENSORS, AM_NUMBERS = 395, 12_706_787
@@ -320,3 +320,20 @@ def test_fixture_cli_writes_a_loadable_directory(tmp_path, capsys):
     assert load_voice(tmp_path / "cli", "zhiyan_emo").name == "zhiyan_emo"
     with pytest.raises(FileExistsError, match="is not empty"):
         make_model_dir(tmp_path / "cli", size="tiny")
+
+
+def test_unsupported_network_configs_name_the_config_file(tmp_path, tiny_model_dir):
+    model_dir = copy_dir(tiny_model_dir, tmp_path)
+    voice_dir = model_dir / "voices" / "zhitian_emo"
+
+    def edit(path: Path, section: str, **changes) -> None:
+        config = yaml.safe_load(path.read_text())
+        config["Model"][section]["params"].update(changes)
+        path.write_text(yaml.safe_dump(config))
+
+    edit(voice_dir / "voc/config.yaml", "Generator", out_channels=4)  # a PQMF multi-band vocoder
+    with pytest.raises(ModelDirError, match=rf"^{voice_dir / 'voc/config.yaml'}: out_channels is 4"):
+        load_voice(model_dir)
+    edit(voice_dir / "am/config.yaml", "KanTtsSAMBERT", SE=True)  # a personal-TTS (speaker embedding) voice
+    with pytest.raises(ModelDirError, match=rf"^{voice_dir / 'am/config.yaml'}: am config enables SE"):
+        load_voice(model_dir)

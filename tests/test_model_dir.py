@@ -171,3 +171,9 @@ def test_model_dir_reads_without_torch(tiny_model_dir):
         f"ModelDir({str(tiny_model_dir)!r}).voices(); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_other_languages_are_refused(tmp_path, tiny_model_dir):
+    model_dir = copy_dir(tiny_model_dir, tmp_path)
+    edit_yaml(model_dir / "voices/zhitian_emo/am/config.yaml", lambda c: c["linguistic_unit"].update(language="Sichuan"))
+    assert "linguistic_unit.language 'Sichuan'; only 'PinYin'" in error_of(model_dir)
