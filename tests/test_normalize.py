@@ -173,3 +173,10 @@ def test_output_alphabet_on_every_case_and_idempotence() -> None:
             out = normalize(text)
             assert _OUTPUT.fullmatch(out)
             assert normalize(out) == out
+
+
+@pytest.mark.parametrize("unit", ["1-", "-1", "1+", "1/", "1:", "a-", "a.", "1.1.", "a@", "2024-", "号1", "x²", "😀", "１"])
+def test_long_repetitive_text(unit: str) -> None:
+    # Patterns are bounded so such runs stay linear (measured in the report); here: valid output.
+    out = normalize(unit * 2000)
+    assert _OUTPUT.fullmatch(out)
