@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_prosodic_words_and_breaks(front_end):
     assert breaks[-1] == "#4" and "#2" in breaks and "#3" not in breaks
 
 
+def syllables_per_prosodic_word(front_end: FrontEnd, text: str) -> list[int]:
+    counts, current = [], 0
+    for item in phones_and_tones(front_end, text).split():
+        if item.startswith("#"):
+            counts.append(current // 2)  # Mandarin syllables have two phones
+            current = 0
+        else:
+            current += 1
+    return counts
+
+
+def test_spelled_out_numbers_are_grouped_for_reading(front_end):
+    assert syllables_per_prosodic_word(front_end, "幺三八幺二三四五六七八") == [3, 4, 4]
+    assert syllables_per_prosodic_word(front_end, "一万两千三百四十五") == [2, 2, 2, 3]
+    assert syllables_per_prosodic_word(front_end, "一九四九年") == [5]
+
+
 def test_position_flags_follow_the_kantts_rules():
     assert syllable_flags(1) == ["s_both"]
     assert syllable_flags(2) == ["s_begin", "s_end"]
@@ -178,6 +196,21 @@ def test_emoji_rare_characters_control_characters_and_latin_never_crash(front_en
     # 𠀀 has a pypinyin reading (he1); U+2A6A5 does not and is skipped
     assert phones_and_tones(front_end, "好\U0002a6a5人") == phones_and_tones(front_end, "好人")
     assert front_end("Hello world, 你好 CPU")  # Latin is spelled by normalisation
+
+
+def test_random_text_never_crashes(front_end):
+    rng = random.Random(0)
+    pools = ["你好世界银行重复一不儿了的吗", "，。！？、；：…—“”《》（）", "abcXYZ 0123456789.%-+/:@#",
+             "😀👍🏽\u200b\x00\x07\t\n\r", "\U0002a6a5\U00020000㐀〇Ⅲαβγ＃＄", "<>&\"'"]
+    for _ in range(300):
+        text = "".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 30)))
+        if rng.random() < 0.2:
+            text = "<speak>" + text + "</speak>"
+        try:
+            sentences = front_end(text)
+        except FrontEndError:
+            continue
+        assert all(s.ids.shape == (len(s.symbols), len(STREAMS)) and len(s.symbols) > 1 for s in sentences)
 
 
 def test_text_longer_than_the_request_limit_is_refused():
