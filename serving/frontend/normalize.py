@@ -129,8 +129,11 @@ def _without_commas(match: re.Match[str]) -> str:
     return match.group().replace(",", "")
 
 
+_NON_DIGITS = re.compile(r"[^0-9]+")
+
+
 def _read_phone(match: re.Match[str]) -> str:
-    return read_digits(re.sub(r"\D", "", match.group()), one="幺")
+    return read_digits(_NON_DIGITS.sub("", match.group()), one="幺")
 
 
 def _read_date(match: re.Match[str]) -> str:
@@ -250,9 +253,8 @@ def _says_liang(number: str, currency: str | None, magnitude: str | None, unit: 
     return after.startswith(MEASURE_WORDS) and not after.startswith(_NOT_MEASURE_AFTER_2)
 
 
-def _read_one_quantity(match: re.Match[str], prefix: str, sign: str | None, currency: str | None,
+def _read_one_quantity(number: str, magnitude: str | None, sign: str | None, currency: str | None,
                        unit: str | None, before: str, after: str) -> str:
-    number, magnitude = match.group(prefix + "num"), match.group(prefix + "mag")
     if _says_liang(number, currency, magnitude, unit, before, after):
         spoken = "两"
     else:
@@ -272,7 +274,7 @@ def _read_quantities(match: re.Match[str]) -> str:
     after = text[match.end():match.end() + 2]
     sign, currency, unit = match.group("sign", "a_cur", "a_unit")
     if match.group("b_num") is None:
-        return _read_one_quantity(match, "a_", sign, currency, unit, before, after)
+        return _read_one_quantity(*match.group("a_num", "a_mag"), sign, currency, unit, before, after)
     second_currency, second_unit = match.group("b_cur", "b_unit")
     # 10-20% -> 百分之十到百分之二十; ¥100-200 -> 一百到二百元 (the currency word goes last).
     if unit is None and second_unit in ("%", "‰"):
@@ -280,9 +282,9 @@ def _read_quantities(match: re.Match[str]) -> str:
     if currency and not second_currency:
         currency, second_currency = None, currency
     return (
-        _read_one_quantity(match, "a_", sign, currency, unit, before, after)
+        _read_one_quantity(*match.group("a_num", "a_mag"), sign, currency, unit, before, after)
         + "到"
-        + _read_one_quantity(match, "b_", match.group("b_sign"), second_currency, second_unit, "", after)
+        + _read_one_quantity(*match.group("b_num", "b_mag", "b_sign"), second_currency, second_unit, "", after)
     )
 
 
