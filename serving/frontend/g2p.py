@@ -46,8 +46,8 @@ NEUTRAL_LAST_WORDS = frozenset(
     "学学 查查 算算 摸摸 瞧瞧 读读 写写 逛逛 转转 猜猜 帮帮 洗洗".split()
 )
 
-# Single-character particles (jieba POS) and their neutral reading.
-PARTICLE_READINGS = {"uj": None, "ud": "de", "uv": "de", "ul": "le", "uz": "zhe", "ug": "guo"}
+# Structural particles (when jieba tags them u*) and their neutral-tone reading.
+PARTICLE_READINGS = {"的": "de", "地": "de", "得": "de", "了": "le", "着": "zhe", "过": "guo"}
 
 
 @dataclass
@@ -112,8 +112,8 @@ def _apply_neutral_tone(word: Word) -> None:
         return
     last = syls[-1]
     if len(word.text) == 1:
-        if word.pos in PARTICLE_READINGS:
-            last.pinyin = PARTICLE_READINGS[word.pos] or last.pinyin
+        if word.pos.startswith("u") and word.text in PARTICLE_READINGS:
+            last.pinyin = PARTICLE_READINGS[word.text]
             last.tone = 5
         elif word.pos == "y":
             last.tone = 5
