@@ -94,12 +94,10 @@ def synthesize(
         )
         outputs.append(frames)
         previous = frames[:, -model.num_mels :]
-    decoder_frames = (
-        torch.stack(outputs, dim=1).reshape(batch, steps * r, model.num_mels)
-        if outputs
-        else torch.zeros(batch, 0, model.num_mels)
-    )
-    mel = model.postnet(decoder_frames, frame_lengths)
+    if outputs:
+        mel = model.postnet(torch.stack(outputs, dim=1).reshape(batch, steps * r, model.num_mels), frame_lengths)
+    else:  # every duration rounded to 0 frames (KAN-TTS fails here); the mels are empty
+        mel = torch.zeros(batch, 0, model.num_mels)
 
     return [
         Synthesis(

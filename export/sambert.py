@@ -495,8 +495,8 @@ class KanTtsSambert(nn.Module):
         memory = torch.cat(
             [
                 text.reshape(batch, steps, self.r * d_text),
-                lr_speaker.reshape(batch, steps, -1)[..., : lr_speaker.shape[-1]],
-                lr_emotion.reshape(batch, steps, -1)[..., : lr_emotion.shape[-1]],
+                lr_speaker.reshape(batch, steps, self.r * lr_speaker.shape[-1])[..., : lr_speaker.shape[-1]],
+                lr_emotion.reshape(batch, steps, self.r * lr_emotion.shape[-1])[..., : lr_emotion.shape[-1]],
             ],
             dim=-1,
         )

@@ -252,7 +252,7 @@ def test_fixture_weights_are_deterministic_and_sensible(full_model):
 def test_set_duration_bias_controls_frames_per_phone(tiny_model):
     model = copy.deepcopy(tiny_model)
     model.variance_adaptor.duration_predictor.fc.weight.data.zero_()  # only the bias is left
-    for frames in (2.0, 7.0):
+    for frames in (0.0, 2.0, 7.0):
         set_duration_bias(model, frames)
         item = synthesize(model, *random_batch([9], seed=2))[0]
         assert item.frames_per_phone.tolist() == [int(frames)] * 9
