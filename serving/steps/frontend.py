@@ -9,7 +9,7 @@ import numpy as np
 
 from serving.export_config import ExportConfig
 from serving.frontend import FrontEnd, FrontEndError
-from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, MAX_TEXT_CHARS, SPEED_RANGE
+from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
 
 
 class RequestError(ValueError):
@@ -55,9 +55,6 @@ class FrontendStep:
         text_str = decode_utf8(text, "TEXT")
         voice_str = decode_utf8(voice, "VOICE") or self.config.default_voice
         emotion_str = decode_utf8(emotion, "EMOTION") or None
-        if len(text_str) > MAX_TEXT_CHARS:
-            raise RequestError(f"TEXT has {len(text_str)} characters, at most {MAX_TEXT_CHARS} are allowed: "
-                               "split it into several requests")
         if voice_str not in self.frontends:
             raise RequestError(f"unknown VOICE {voice_str!r}; available: {', '.join(self.voice_names)}")
         speed = 1.0 if speed is None else float(speed)
