@@ -144,7 +144,7 @@ def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
     ]
 
 
-class _Method(nn.Module):
+class GraphModule(nn.Module):
     """A model method as a module's forward, so it can be traced; keeps the graph's outputs only."""
 
     def __init__(self, model: KanTtsSambert, graph: Graph):
@@ -158,37 +158,44 @@ class _Method(nn.Module):
         return (out,) if isinstance(out, torch.Tensor) else tuple(out[: self.n_outputs])
 
 
-def example_inputs(model: KanTtsSambert, graph: Graph, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Valid inputs of `graph` at the example sizes (random features, real ids, sensible lengths)."""
-    sizes = {
-        "batch": EXAMPLE_BATCH,
-        "phones": EXAMPLE_PHONES,
-        "frames": EXAMPLE_STEPS * model.r,
-        "steps": EXAMPLE_STEPS,
-        "cache": EXAMPLE_CACHE,
-    }
+def example_inputs(
+    model: KanTtsSambert,
+    graph: Graph,
+    batch: int = EXAMPLE_BATCH,
+    phones: int = EXAMPLE_PHONES,
+    steps: int = EXAMPLE_STEPS,
+    cache: int = EXAMPLE_CACHE,
+    seed: int = 0,
+) -> tuple[torch.Tensor, ...]:
+    """Valid inputs of `graph` at the given sizes: real ids, random features, and per-item lengths
+    that differ (the first item is full, the last has one phone or step), so padding paths are traced."""
     generator = torch.Generator().manual_seed(seed)
-    # Lengths differ per item (the longest is full), so padding paths are traced too.
-    lengths = {"phones": torch.tensor([EXAMPLE_PHONES, EXAMPLE_PHONES - 2, 1])}
-    lengths["frames"] = torch.tensor([EXAMPLE_STEPS * model.r, EXAMPLE_STEPS * model.r - 4, 2])
-    lengths["steps"] = -(-lengths["frames"] // model.r)
+    sizes = {"batch": batch, "phones": phones, "frames": steps * model.r, "steps": steps, "cache": cache}
+
+    def item_lengths(longest: int) -> torch.Tensor:
+        middle = torch.randint(1, longest + 1, (max(batch - 2, 0),), generator=generator)
+        return torch.cat([torch.tensor([longest]), middle, torch.tensor([1])])[:batch]
+
+    phone_lengths = item_lengths(phones)
+    frame_lengths = item_lengths(steps * model.r)
     vocabulary = dict(zip(VOCABULARY_STREAMS, _vocabulary_sizes(model)))
+    special = {
+        "lengths": phone_lengths,
+        "frame_lengths": frame_lengths,
+        "memory_lengths": -(-frame_lengths // model.r),
+        "x_band": torch.randint(0, 4, (batch,), generator=generator),
+        "h_band": torch.randint(0, 4, (batch,), generator=generator),
+    }
     tensors = []
     for name, axes in graph.inputs.items():
         shape = [sizes[a] if isinstance(a, str) else a for a in axes]
-        if name == "ids":
+        if name in special:
+            tensors.append(special[name])
+        elif name == "ids":
             tables = [vocabulary[s] for s in VOCABULARY_STREAMS[:4]]
             tensors.append(torch.stack([torch.randint(0, n, shape[:2], generator=generator) for n in tables], -1))
         elif name in ("emotion", "speaker"):
             tensors.append(torch.randint(0, vocabulary[name], shape, generator=generator))
-        elif name == "lengths":
-            tensors.append(lengths["phones"])
-        elif name == "frame_lengths":
-            tensors.append(lengths["frames"])
-        elif name == "memory_lengths":
-            tensors.append(lengths["steps"])
-        elif name in ("x_band", "h_band"):
-            tensors.append(torch.tensor([1, 2, 0]))
         elif name == "frame_positions":
             tensors.append(torch.randint(0, 6, shape, generator=generator).float())
         else:
@@ -213,7 +220,8 @@ def graph_metadata(model: KanTtsSambert, graph: Graph) -> dict[str, str]:
 
 def export_graph(model: KanTtsSambert, graph: Graph, path: Path) -> Path:
     """Trace one graph to `path`, store its metadata and check it."""
-    module = _Method(model.eval(), graph)
+    # eval() on the wrapper too: the exporter puts the wrapper (and so the model) back in the mode it found.
+    module = GraphModule(model, graph).eval()
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every Python-level shape comparison; the checks in check_graph and
         # the runtime's parity tests at other sizes are what shows the graph follows its inputs.

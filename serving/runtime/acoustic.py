@@ -144,10 +144,41 @@ class AcousticRuntime:
         """ids: int64 [T_i, 6] per item (columns as serving.symbols.STREAMS), duration_scales: one
         positive float per item (multiplies the predicted durations; 1.0 = the model's own speed).
         Returns each item's mel, float32 [frames_i, num_mels]."""
-        ids = [self._checked_ids(i, item) for i, item in enumerate(ids)]
-        scales = self._checked_scales(duration_scales, len(ids))
+        if not ids:
+            self._checked_scales(duration_scales, 0)
+            return []
+        (text_aug, speaker_hid, emotion_hid), frames_per_phone, bands = self._phones(ids, duration_scales)
+        frame_counts = np.array([int(f.sum()) for f in frames_per_phone], dtype=np.int64)
+        if frame_counts.max() == 0:
+            return [np.zeros((0, self.num_mels), dtype=np.float32) for _ in ids]
+
+        phone, positions, valid, frame_lengths = regulate_lengths(frames_per_phone, self.r)
+        memory, memory_keys, memory_values = self._run(
+            DECODER_MEMORY,
+            lr_text=_gather_frames(text_aug, phone, valid),
+            lr_speaker=_gather_frames(speaker_hid, phone, valid),
+            lr_emotion=_gather_frames(emotion_hid, phone, valid),
+            frame_positions=positions,
+        )
+        decoder_frames = self._decode(memory, memory_keys, memory_values, -(-frame_lengths // self.r), bands)
+        (mel,) = self._run(POSTNET, decoder_frames=decoder_frames, frame_lengths=frame_lengths)
+        return [mel[b, : frame_lengths[b]].copy() for b in range(len(ids))]
+
+    def durations(self, ids: list[np.ndarray], duration_scales: list[float]) -> list[tuple[np.ndarray, int]]:
+        """Each item's frames per phone (int64 [T_i]) and decoder band width, exactly as `synthesize`
+        computes them (for checks against the reference)."""
         if not ids:
             return []
+        _, frames_per_phone, bands = self._phones(ids, duration_scales)
+        return list(zip(frames_per_phone, bands.tolist()))
+
+    def _phones(
+        self, ids: list[np.ndarray], duration_scales: list[float]
+    ) -> tuple[tuple[np.ndarray, ...], list[np.ndarray], np.ndarray]:
+        """Encoder and duration loop: (text_aug, speaker_hid, emotion_hid) of the padded batch, each
+        item's frames per phone and its band width [B]."""
+        ids = [self._checked_ids(i, item) for i, item in enumerate(ids)]
+        scales = self._checked_scales(duration_scales, len(ids))
         lengths = np.array([len(item) for item in ids], dtype=np.int64)
         padded = np.zeros((len(ids), int(lengths.max()), ID_COLUMNS), dtype=np.int64)
         for b, item in enumerate(ids):
@@ -160,26 +191,10 @@ class AcousticRuntime:
             lengths=lengths,
         )
         log_durations = self._predict_log_durations(duration_cond, lengths)
-        frames_per_phone, bands = zip(
-            *(round_durations(log_durations[b, : lengths[b]], scales[b], self.r) for b in range(len(ids)))
-        )
-        frame_lengths = np.array([int(f.sum()) for f in frames_per_phone], dtype=np.int64)
-        if frame_lengths.max() == 0:
-            return [np.zeros((0, self.num_mels), dtype=np.float32) for _ in ids]
-
-        phone, positions, valid, frame_lengths = regulate_lengths(list(frames_per_phone), self.r)
-        memory, memory_keys, memory_values = self._run(
-            DECODER_MEMORY,
-            lr_text=_gather_frames(text_aug, phone, valid),
-            lr_speaker=_gather_frames(speaker_hid, phone, valid),
-            lr_emotion=_gather_frames(emotion_hid, phone, valid),
-            frame_positions=positions,
-        )
-        decoder_frames = self._decode(
-            memory, memory_keys, memory_values, -(-frame_lengths // self.r), np.array(bands, dtype=np.int64)
-        )
-        (mel,) = self._run(POSTNET, decoder_frames=decoder_frames, frame_lengths=frame_lengths)
-        return [mel[b, : frame_lengths[b]].copy() for b in range(len(ids))]
+        rounded = [round_durations(log_durations[b, : lengths[b]], scales[b], self.r) for b in range(len(ids))]
+        frames_per_phone = [frames for frames, _ in rounded]
+        bands = np.array([band for _, band in rounded], dtype=np.int64)
+        return (text_aug, speaker_hid, emotion_hid), frames_per_phone, bands
 
     def _checked_ids(self, index: int, item: np.ndarray) -> np.ndarray:
         item = np.asarray(item)
