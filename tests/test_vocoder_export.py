@@ -1,0 +1,152 @@
+"""Vocoder ONNX export and its ONNX Runtime runner: valid graphs, parity with PyTorch, batched == single."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.fixtures import voc_config
+from export.hifigan import KanHifiGanGenerator
+from export.loader import load_vocoder
+from export.onnx_vocoder import (
+    FILE_NAME,
+    check_vocoder_onnx,
+    export_vocoder,
+    kan_vocoder_meta,
+    measure_right_context_frames,
+)
+from serving.model_dir import ModelDir
+from serving.runtime.vocoder import VocoderInputError, VocoderModelError, VocoderRuntime
+
+torch.set_num_threads(2)
+
+PARITY_TOLERANCE = 1e-3
+BATCH_8_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # 154 frames, unequal so the batch is padded
+
+
+def random_mels(frames: list[int], n_mels: int, seed: int) -> list[np.ndarray]:
+    generator = np.random.default_rng(seed)
+    return [generator.standard_normal((n, n_mels)).astype(np.float32) for n in frames]
+
+
+@torch.no_grad()
+def torch_vocode(vocoder: torch.nn.Module, mels: list[np.ndarray]) -> list[np.ndarray]:
+    return [vocoder(torch.from_numpy(mel.T[None]))[0, 0].numpy() for mel in mels]
+
+
+def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    assert [len(x) for x in a] == [len(y) for y in b]
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def export_model_dir_vocoder(model_dir: Path, out: Path) -> tuple[torch.nn.Module, Path]:
+    spec = ModelDir(model_dir).voice()
+    vocoder = load_vocoder(spec)
+    return vocoder, export_vocoder(vocoder, out / spec.name / FILE_NAME, kan_vocoder_meta(vocoder), log=lambda _: None)
+
+
+def generator_16k(causal: bool, seed: int = 0) -> KanHifiGanGenerator:
+    """A full-size 16 kHz generator (causal or the non-causal variant) with seeded random weights."""
+    torch.manual_seed(seed)
+    vocoder = KanHifiGanGenerator(**voc_config("full", causal)["Model"]["Generator"]["params"])
+    vocoder.remove_weight_norm()
+    return vocoder.eval()
+
+
+@pytest.fixture(scope="module")
+def full_causal(full_model_dir: Path, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    return export_model_dir_vocoder(full_model_dir, tmp_path_factory.mktemp("full_causal"))
+
+
+@pytest.fixture(scope="module")
+def full_noncausal(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    vocoder = generator_16k(causal=False)
+    path = tmp_path_factory.mktemp("full_noncausal") / FILE_NAME
+    return vocoder, export_vocoder(vocoder, path, kan_vocoder_meta(vocoder), log=lambda _: None)
+
+
+def test_tiny_fixture_vocoder_exports_a_valid_graph(tiny_model_dir: Path, tmp_path: Path):
+    vocoder, path = export_model_dir_vocoder(tiny_model_dir, tmp_path)
+    model = check_vocoder_onnx(path)
+    assert model.opset_import[0].version == 17
+    mel_dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    audio_dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert mel_dims == ["batch", 80, "frames"]
+    assert audio_dims[:2] == ["batch", 1]
+    assert not any(init.name.endswith(("weight_g", "weight_v")) for init in model.graph.initializer)
+    runtime = VocoderRuntime(path)
+    assert (runtime.hop_length, runtime.n_mels, runtime.right_context_frames) == (200, 80, 0)
+    mels = random_mels([5, 11], 80, seed=1)
+    assert max_diff(runtime.vocode(mels), torch_vocode(vocoder, mels)) < PARITY_TOLERANCE
+
+
+def test_full_fixture_vocoder_graph_is_valid(full_causal):
+    _, path = full_causal
+    model = check_vocoder_onnx(path)
+    # Constant folding leaves one Pad per causal conv, not the exporter's shape arithmetic around it.
+    assert len(model.graph.node) < 500
+    assert {"ConstantOfShape", "Constant"}.isdisjoint(node.op_type for node in model.graph.node)
+
+
+def test_full_causal_parity_batch_1_and_8(full_causal):
+    vocoder, path = full_causal
+    runtime = VocoderRuntime(path, intra_op_threads=2)
+    single = random_mels([96], 80, seed=2)
+    assert max_diff(runtime.vocode(single), torch_vocode(vocoder, single)) < PARITY_TOLERANCE
+    batch = random_mels(BATCH_8_FRAMES, 80, seed=3)
+    audio = runtime.vocode(batch)
+    assert [len(a) for a in audio] == [n * 200 for n in BATCH_8_FRAMES]
+    assert max_diff(audio, torch_vocode(vocoder, batch)) < PARITY_TOLERANCE
+
+
+def test_causal_padding_never_reaches_an_items_samples(full_causal):
+    _, path = full_causal
+    runtime = VocoderRuntime(path, intra_op_threads=2)
+    mels = random_mels(BATCH_8_FRAMES, 80, seed=4)
+    single = [runtime.vocode([mel])[0] for mel in mels]
+    assert max_diff(runtime._run(mels), single) < 1e-5  # the plain padded batch, no tail recomputation
+
+
+def test_noncausal_batched_equals_single(full_noncausal):
+    vocoder, path = full_noncausal
+    runtime = VocoderRuntime(path, intra_op_threads=2)
+    assert runtime.right_context_frames > 0
+    mels = random_mels(BATCH_8_FRAMES, 80, seed=5)
+    single = [runtime.vocode([mel])[0] for mel in mels]
+    # Zero padding after a shorter item does change that item's last frames...
+    assert max_diff(runtime._run(mels), single) > PARITY_TOLERANCE
+    # ...which vocode() computes again, so batched equals single and PyTorch.
+    batched = runtime.vocode(mels)
+    assert max_diff(batched, single) < 1e-5
+    assert max_diff(batched, torch_vocode(vocoder, mels)) < PARITY_TOLERANCE
+
+
+def test_right_context_bound_covers_the_measured_reach(full_causal, full_noncausal):
+    noncausal, _ = full_noncausal
+    measured = measure_right_context_frames(noncausal, 80, noncausal.hop_length, frames=40)
+    assert 0 < measured <= noncausal.right_context_frames()
+    causal, _ = full_causal
+    assert measure_right_context_frames(causal, 80, causal.hop_length, frames=40) == 0
+
+
+def test_runtime_rejects_bad_mels_and_foreign_graphs(full_causal, tmp_path: Path):
+    _, path = full_causal
+    runtime = VocoderRuntime(path)
+    assert runtime.vocode([]) == []
+    with pytest.raises(VocoderInputError, match=r"expected \[frames >= 1, 80\]"):
+        runtime.vocode([np.zeros((80, 30), np.float32)])
+    with pytest.raises(VocoderInputError, match="NaN"):
+        runtime.vocode([np.full((4, 80), np.nan, np.float32)])
+    bare = onnx.load(str(path))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(VocoderModelError, match="export it again"):
+        VocoderRuntime(tmp_path / "bare.onnx")
+
+
+def test_export_refuses_weight_norm():
+    vocoder = KanHifiGanGenerator(**voc_config("tiny", True)["Model"]["Generator"]["params"])
+    with pytest.raises(ValueError, match="remove_weight_norm"):
+        export_vocoder(vocoder, Path("unused.onnx"), kan_vocoder_meta(vocoder))
