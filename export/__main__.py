@@ -1,0 +1,152 @@
+"""Export a ModelScope Sambert-HifiGan model directory for serving, in one command:
+
+    python -m export MODEL_DIR --out DIR [--voice NAME ...]
+
+For each voice (every voice of voices/voices.json by default; --voice may repeat), in voices.json order:
+load it strictly (export.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
+(export.onnx_vocoder) into DIR/<voice>/ with their checks, and compare ONNX Runtime with PyTorch on
+one sentence. Then write DIR/export.json (the first exported voice is the default voice).
+A mistake in the command or the model directory ends with one line, `error: ...`, and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.loader import CheckpointError, LoadedVoice, load_voice
+from export.onnx_acoustic import export_acoustic
+from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
+from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+from export.reference import synthesize
+from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
+from serving.frontend import FrontEnd
+from serving.model_dir import ModelDir, ModelDirError, Voice
+from serving.runtime.acoustic import AcousticRuntime
+from serving.runtime.vocoder import VocoderRuntime
+
+PARITY_SENTENCE = "欢迎使用语音合成服务，今天天气很好。"
+PARITY_TOLERANCE = 1e-3  # max abs difference of the mel and of the waveform, ONNX Runtime vs PyTorch
+
+
+class ExportError(Exception):
+    """The export cannot be done as asked, or its result is wrong (one-line message)."""
+
+
+class Progress:
+    """Prints one line per step with the seconds since the export started."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", flush=True)
+
+
+def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]:
+    """The voices to export in voices.json order, checked to share one audio configuration."""
+    for name in names or []:
+        model_dir.voice(name)  # an unknown voice fails here, before any work
+    voices = [model_dir.voice(name) for name in model_dir.voice_names if not names or name in names]
+    audio = {(v.audio.sampling_rate, v.audio.hop_length, v.audio.n_mels) for v in voices}
+    if len(audio) > 1:
+        detail = ", ".join(
+            f"{v.name}: {v.audio.sampling_rate} Hz, hop {v.audio.hop_length}, {v.audio.n_mels} mels" for v in voices
+        )
+        raise ExportError(
+            f"the voices do not share one audio configuration ({detail}): export them into separate directories "
+            "with --voice"
+        )
+    return voices
+
+
+def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress) -> VoiceSpec:
+    loaded = load_voice(model_dir, voice.name)
+    progress(f"{voice.name}: loaded {voice.am_checkpoint.name} (acoustic) and {voice.voc_checkpoint.name} (vocoder)")
+    voice_dir = out / voice.name
+    export_acoustic(loaded.am, voice_dir, log=lambda line: progress(f"{voice.name}: {line}"))
+    vocoder_path = voice_dir / VOCODER_FILE
+    export_vocoder(loaded.vocoder, vocoder_path, kan_vocoder_meta(loaded.vocoder), log=lambda _: None)
+    progress(f"{voice.name}: {VOCODER_FILE}: checked")
+    check_parity(loaded, voice_dir, progress)
+    return VoiceSpec(
+        speakers=loaded.vocabulary.speakers,
+        has_mask=voice.has_mask,
+        outputs_per_step=loaded.am.r,
+        max_len=loaded.am.max_len,
+    )
+
+
+@torch.no_grad()
+def check_parity(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> None:
+    """ONNX Runtime (acoustic graphs + vocoder) against PyTorch on PARITY_SENTENCE."""
+    ids = FrontEnd(loaded.vocabulary)(PARITY_SENTENCE)[0].ids
+    (mel,) = AcousticRuntime(voice_dir).synthesize([ids], [1.0])
+    (audio,) = VocoderRuntime(voice_dir / VOCODER_FILE).vocode([mel])
+    batch = torch.from_numpy(ids)[None]
+    (expected,) = synthesize(loaded.am, batch[..., :4], batch[..., 4], batch[..., 5], [len(ids)])
+    if mel.shape != expected.mel.shape:
+        raise ExportError(
+            f"{loaded.name}: ONNX Runtime gives {len(mel)} mel frames, PyTorch {len(expected.mel)}: the exported "
+            "acoustic graphs do not match the model"
+        )
+    expected_audio = loaded.vocoder(torch.from_numpy(expected.mel.T[None]))[0, 0].numpy()
+    mel_diff = float(np.abs(mel - expected.mel).max())
+    audio_diff = float(np.abs(audio - expected_audio).max())
+    progress(
+        f"{loaded.name}: ONNX Runtime vs PyTorch on one sentence ({len(ids)} tokens, {len(mel)} frames): "
+        f"mel max abs diff {mel_diff:.1e}, waveform max abs diff {audio_diff:.1e}"
+    )
+    if max(mel_diff, audio_diff) > PARITY_TOLERANCE:
+        raise ExportError(
+            f"{loaded.name}: ONNX Runtime differs from PyTorch by more than {PARITY_TOLERANCE} (mel {mel_diff:.1e}, "
+            f"waveform {audio_diff:.1e}): the export is wrong, do not serve it"
+        )
+
+
+def run(model_path: Path, out: Path, names: list[str] | None) -> Path:
+    progress = Progress()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file: give a directory")
+    model_dir = ModelDir(model_path)
+    voices = selected_voices(model_dir, names)
+    progress(f"exporting {len(voices)} voice(s) of {model_dir.path}: {', '.join(v.name for v in voices)}")
+    specs = {voice.name: export_voice(model_dir, voice, out, progress) for voice in voices}
+    audio = voices[0].audio
+    config = ExportConfig(
+        default_voice=voices[0].name,
+        audio=AudioSpec(sample_rate=audio.sampling_rate, hop_length=audio.hop_length, n_mels=audio.n_mels),
+        voices=specs,
+        source=str(model_dir.path.resolve()),
+    )
+    path = config.write(out)
+    progress(f"wrote {path}; done")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m export", description="Export a ModelScope Sambert-HifiGan model directory to ONNX for serving."
+    )
+    parser.add_argument("model_dir", type=Path, help="the downloaded model directory (configuration.json, voices/)")
+    parser.add_argument("--out", type=Path, required=True, help="export directory (DIR/<voice>/*.onnx, DIR/export.json)")
+    parser.add_argument("--voice", action="append", help="a voice to export (repeatable; default: every voice)")
+    args = parser.parse_args(argv)
+    try:
+        run(args.model_dir, args.out, args.voice)
+    except (ModelDirError, CheckpointError, ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # an --out that cannot be written, a file that vanished, a full disk
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
