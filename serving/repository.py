@@ -23,7 +23,7 @@ from serving.steps.frontend import FrontendStep
 from serving.symbols import STREAMS
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
-ACOUSTIC_GRAPHS = ("encoder.onnx", "duration_step.onnx", "decoder_step.onnx", "postnet.onnx")
+ACOUSTIC_GRAPHS = ("encoder.onnx", "duration_step.onnx", "decoder_memory.onnx", "decoder_step.onnx", "postnet.onnx")
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
 
