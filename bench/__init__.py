@@ -1,0 +1,1 @@
+"""Benchmark: the Triton server against the eager PyTorch baseline (see bench/README.md)."""

@@ -1,0 +1,120 @@
+"""Where a request's time goes: Triton's own statistics per model, and the steps timed in-process.
+
+Triton's statistics API reports, per model, how long requests waited in its queue and how long they
+were computed. The acoustic model's parts (encoder, the two autoregressive loops, postnet) are inside
+one python-backend model, so `in_process_profile` runs the same step code as the server
+(serving.steps.frontend, serving.runtime) with every ONNX Runtime session timed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from serving.export_config import ExportConfig
+from serving.repository import TARGETS
+from serving.runtime.acoustic import (
+    DECODER_MEMORY, DECODER_STEP, DURATION_STEP, ENCODER, POSTNET, AcousticRuntime,
+)
+from serving.runtime.vocoder import VocoderRuntime
+from serving.steps.frontend import FrontendStep
+
+STAT_KINDS = ("queue", "compute_input", "compute_infer", "compute_output")
+ACOUSTIC_PARTS = {ENCODER: "encoder", DURATION_STEP: "duration loop", DECODER_MEMORY: "decoder memory",
+                  DECODER_STEP: "decoder loop", POSTNET: "postnet"}
+
+
+def stats_delta(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
+    """Per model, what happened between two snapshots of Triton's statistics: requests, executions, rows
+    (inferences) and the mean milliseconds per request in each phase (queue, compute input/infer/output,
+    and `success`: the whole time a request spent in that model)."""
+    delta = {}
+    for name, now in after.items():
+        then = before.get(name)
+        if then is None:
+            continue
+        stats_now, stats_then = now["inference_stats"], then["inference_stats"]
+        requests = stats_now["success"]["count"] - stats_then["success"]["count"]
+        if requests <= 0:
+            continue
+        row = {"requests": requests,
+               "executions": int(now["execution_count"]) - int(then["execution_count"]),
+               "inferences": int(now["inference_count"]) - int(then["inference_count"])}
+        for kind in ("success",) + STAT_KINDS:
+            row[f"{kind}_ms"] = (int(stats_now[kind]["ns"]) - int(stats_then[kind]["ns"])) / requests / 1e6
+        delta[name] = row
+    return delta
+
+
+class TimedSession:
+    """An onnxruntime session whose run() adds its wall time to a shared total."""
+
+    def __init__(self, session, totals: dict[str, float], key: str):
+        self._session, self._totals, self._key = session, totals, key
+
+    def run(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self._session.run(*args, **kwargs)
+        finally:
+            self._totals[self._key] += time.perf_counter() - started
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def in_process_profile(export_dir: Path, texts: list[str], batch_sizes: list[int]) -> dict[str, dict]:
+    """Mean milliseconds per request for each step, with `batch` requests' sentences run together
+    (what the dynamic batcher forms at that concurrency at best), for each batch size.
+
+    Uses the default voice and the CPU repository's thread setting, like the server.
+    """
+    config = ExportConfig.read(export_dir)
+    voice_dir = Path(export_dir) / config.default_voice
+    threads = TARGETS["cpu"]["intra_op_threads"]
+    frontend = FrontendStep(config)
+    acoustic = AcousticRuntime(voice_dir, intra_op_threads=threads)
+    vocoder = VocoderRuntime(voice_dir / "vocoder.onnx", intra_op_threads=threads)
+    graph_s: dict[str, float] = defaultdict(float)
+    acoustic.sessions = {name: TimedSession(s, graph_s, name) for name, s in acoustic.sessions.items()}
+
+    def run(group: list[str]) -> dict[str, float]:
+        graph_s.clear()
+        started = time.perf_counter()
+        rows = [frontend.process(text.encode()) for text in group]
+        ids = [r.ids[s, : int(r.tokens[s, 0])] for r in rows for s in range(len(r.tokens))]
+        scales = [float(r.duration_scale[s, 0]) for r in rows for s in range(len(r.tokens))]
+        front_end_done = time.perf_counter()
+        mels = acoustic.synthesize(ids, scales)
+        acoustic_done = time.perf_counter()
+        vocoder.vocode(mels)
+        seconds = {"front end": front_end_done - started}
+        seconds.update({f"acoustic: {part}": graph_s[graph] for graph, part in ACOUSTIC_PARTS.items()})
+        seconds["acoustic: host work"] = (acoustic_done - front_end_done) - sum(graph_s.values())
+        seconds["vocoder"] = time.perf_counter() - acoustic_done
+        seconds["frames"] = sum(len(m) for m in mels)
+        return seconds
+
+    run(texts[:1])  # warm up the sessions
+    hop, rate = config.audio.hop_length, config.audio.sample_rate
+    result = {}
+    for batch in batch_sizes:
+        groups = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+        print(f"[bench] profile: {len(groups)} batch(es) of {batch} request(s) in-process", flush=True)
+        totals: dict[str, float] = defaultdict(float)
+        for group in groups:
+            for key, value in run(group).items():
+                totals[key] += value
+        requests = len(groups) * batch
+        frames = totals.pop("frames")
+        per_request_ms = {key: 1000 * value / requests for key, value in totals.items()}
+        result[str(batch)] = {
+            "requests": requests,
+            "speech_s_per_request": frames * hop / rate / requests,  # without the pauses between sentences
+            "per_request_ms": per_request_ms,
+            "total_ms": float(np.sum(list(per_request_ms.values()))),
+        }
+    return result

@@ -1,0 +1,119 @@
+"""The benchmark harness end to end on a one-voice tiny model: both real servers, two levels, the outputs.
+
+No timing is asserted (figures on a shared CI machine mean nothing); the run must succeed, every
+request must be answered, and the result file must hold consistent figures for both systems.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.fixtures import DEFAULT_VOICES, make_model_dir
+from serving.launcher import LauncherError, triton_env
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_MODELS = ("frontend", "acoustic", "vocoder", "audio", "tts")
+REQUESTS = 2
+LEVELS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> tuple[dict, Path]:
+    try:
+        triton_env()
+    except LauncherError as e:
+        pytest.skip(f"no local tritonserver: {e}")
+    base = tmp_path_factory.mktemp("bench")
+    model_dir = make_model_dir(base / "model", size="tiny", voices=DEFAULT_VOICES[:1])
+    out = base / "out"
+    levels = [str(c) for c in LEVELS]
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--model-dir", str(model_dir), "--requests", str(REQUESTS),
+         "--warmup", "1", "--concurrency", *levels, "--baseline-concurrency", *levels, "--profile",
+         "--profile-batches", "1", "2", "--work", str(base / "work"), "--out", str(out)],
+        cwd=ROOT, check=True,
+    )
+    return json.loads((out / "results.json").read_text()), out
+
+
+def test_every_request_of_both_systems_succeeded(results):
+    data, _ = results
+    assert list(data["systems"]) == ["baseline", "ours"]
+    for system in data["systems"].values():
+        assert [level["concurrency"] for level in system["levels"]] == LEVELS
+        for level in system["levels"]:
+            assert level["requests"] == REQUESTS and level["failed"] == 0
+            assert [r["index"] for r in level["records"]] == list(range(REQUESTS))
+            assert all(r["error"] is None and r["audio_s"] > 0 for r in level["records"])
+
+
+def test_level_figures_are_consistent(results):
+    data, _ = results
+    for system in data["systems"].values():
+        for level in system["levels"]:
+            records = level["records"]
+            assert level["audio_s"] == pytest.approx(sum(r["audio_s"] for r in records))
+            assert level["audio_per_wall"] == pytest.approx(level["audio_s"] / level["wall_s"])
+            assert level["rtf"] * level["audio_per_wall"] == pytest.approx(1.0)
+            # The level's wall time spans every request: none ends after it or starts before it.
+            assert max(r["start_s"] + r["latency_s"] for r in records) <= level["wall_s"] + 1e-6
+            latency = level["latency_s"]
+            assert min(r["latency_s"] for r in records) <= latency["p50"] <= latency["p90"] <= latency["p99"]
+            assert latency["p99"] <= latency["max"] == pytest.approx(max(r["latency_s"] for r in records))
+            assert level["memory"]["rss_mib"] > 50
+
+
+def test_triton_process_tree_and_statistics(results):
+    data, _ = results
+    ours = data["systems"]["ours"]
+    assert ours["tritonserver"].count(".") == 2
+    for level in ours["levels"]:
+        # tritonserver and one python-backend stub per python model instance
+        assert level["memory"]["processes"] >= 5
+        stats = level["triton_stats"]
+        # Exactly this level's requests: the warm-up and the other level are not counted.
+        assert {model: stats[model]["requests"] for model in PIPELINE_MODELS} == dict.fromkeys(PIPELINE_MODELS, REQUESTS)
+        for model in PIPELINE_MODELS[:-1]:
+            s = stats[model]
+            assert 1 <= s["executions"] <= REQUESTS
+            assert s["success_ms"] >= s["compute_infer_ms"] > 0
+
+
+def test_ratios_floors_and_same_audio_from_both(results):
+    data, _ = results
+    base = {lv["concurrency"]: lv for lv in data["systems"]["baseline"]["levels"]}
+    ours = {lv["concurrency"]: lv for lv in data["systems"]["ours"]["levels"]}
+    assert [r["concurrency"] for r in data["ratios"]] == LEVELS
+    for ratio in data["ratios"]:
+        c = ratio["concurrency"]
+        assert ratio["throughput_ratio"] == pytest.approx(ours[c]["audio_per_wall"] / base[c]["audio_per_wall"])
+        assert ratio["p50_ratio"] == pytest.approx(ours[c]["latency_s"]["p50"] / base[c]["latency_s"]["p50"])
+    throughput_floor, latency_floor = data["floors"]
+    assert throughput_floor["value"] is None and throughput_floor["passed"] is None  # concurrency 8 not run
+    assert latency_floor["value"] == pytest.approx(data["ratios"][0]["p50_ratio"])
+    assert latency_floor["passed"] == (latency_floor["value"] <= 1.0)
+    # The same model, front end and texts: each text gives exactly as many samples from either system.
+    agreement = data["audio_agreement"]
+    assert agreement["compared"] == REQUESTS * len(LEVELS)
+    assert agreement["equal"] == agreement["compared"]
+
+
+def test_profile_and_report_files(results):
+    data, out = results
+    profile = data["profile"]
+    assert list(profile) == ["1", "2"]
+    for entry in profile.values():
+        steps = entry["per_request_ms"]
+        assert {"front end", "acoustic: encoder", "acoustic: duration loop", "acoustic: decoder loop",
+                "acoustic: postnet", "vocoder"} <= steps.keys()
+        assert all(value >= 0 for value in steps.values())
+        assert entry["total_ms"] == pytest.approx(sum(steps.values()))
+    summary = (out / "summary.md").read_text()
+    assert "## Ours / baseline" in summary and "## Profile" in summary and data["meta"]["machine"]["cpu_model"] in summary
+    for plot in ("throughput.png", "latency.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
