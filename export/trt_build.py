@@ -1,0 +1,366 @@
+"""Build each voice's vocoder TensorRT engine for the GPU and TensorRT version at hand.
+
+    python -m export.trt_build EXPORT_DIR [--voice NAME ...] [--max-batch-size N] [--precision fp16|fp32]
+
+writes EXPORT_DIR/<voice>/vocoder.plan and vocoder.plan.json (GPU, compute capability, TensorRT
+version, profile, precision, source ONNX sha256, build time, and the engine-vs-FP32 comparison).
+
+Precision: a *strongly typed* network built from a mixed-precision ONNX graph
+(`vocoder_fp16.onnx`, written by `python -m export.fp16_check EXPORT_DIR --save-fp16`): FP16 everywhere
+except the nodes the FP16 check keeps in FP32 (the output conv and tanh, and any node that would
+overflow). Strong typing is used rather than the FP16 builder flag with per-layer precision and
+OBEY_PRECISION_CONSTRAINTS because TensorRT 10.12 deprecated those weak-typing APIs and TensorRT 11
+removed them; the types live in the graph, so the ONNX Runtime FP16 check and the engine run the same
+graph, on TensorRT 10 (flag required) and 11 (always strongly typed) alike. `--precision fp32`
+builds from vocoder.onnx instead, for a vocoder that fails the FP16 check.
+
+One optimisation profile for "mel" [batch, n_mels, frames] (`vocoder_profile`): batch 1 to Triton's
+max_batch_size (serving.limits), frames 1 to the longest sentence the server admits.
+
+Builder: the `tensorrt` Python module; where only the `trtexec` binary exists, trtexec builds the
+same engine (no engine check then). Device memory for `run_engine` comes from polygraphy's CUDA wrapper
+(`polygraphy.cuda`), which the NGC TensorRT images ship, so neither torch nor cuda-python is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from export import fp16_check
+from export.fp16_check import FP16_FILE_NAME as FP16_ONNX_FILE
+from serving.engine_check import PLAN_FILE, metadata_path, probe_gpus
+from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.runtime.vocoder import FILE_NAME as ONNX_FILE
+from serving.runtime.vocoder import INPUT_NAME, OUTPUT_NAME
+
+TIMING_CACHE_FILE = "trt_timing.cache"  # in the export directory, shared by the voices
+WORKSPACE_MIB = 4096
+
+# Sentence length in time, to bound the frames of one sentence: MAX_SENTENCE_CHARS at 2 characters
+# per second (half the usual Mandarin rate) at the slowest SPEED; the optimum is a half-length
+# sentence at an ordinary 4 characters per second.
+SLOWEST_SECONDS_PER_CHAR = 0.5
+TYPICAL_SECONDS_PER_CHAR = 0.25
+OPT_BATCH_DIVISOR = 4  # the batch TensorRT tunes for: a quarter of the largest one
+
+
+class BuildError(RuntimeError):
+    """The engine cannot be built or fails its checks (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Shapes of "mel" [batch, n_mels, frames] for one optimisation profile."""
+
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    def contains(self, shape: tuple[int, ...]) -> bool:
+        return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max)) and len(shape) == 3
+
+
+def vocoder_profile(n_mels: int, sample_rate: int, hop_length: int, max_batch_size: int,
+                    max_sentence_chars: int = MAX_SENTENCE_CHARS, slowest_speed: float = SPEED_RANGE[0]) -> Profile:
+    """The profile for a vocoder behind Triton: any batch up to `max_batch_size`, any sentence the server admits.
+
+    The acoustic model bounds phones (its position table, max_len), not frames, since a phone's duration
+    is predicted; the frame bound therefore comes from the front end's sentence limit in characters.
+    """
+    if min(n_mels, sample_rate, hop_length, max_batch_size, max_sentence_chars) < 1 or not 0 < slowest_speed <= 1:
+        raise BuildError(
+            f"cannot derive a profile from n_mels={n_mels}, sample_rate={sample_rate}, hop_length={hop_length}, "
+            f"max_batch_size={max_batch_size}, max_sentence_chars={max_sentence_chars}, slowest_speed={slowest_speed}"
+        )
+    frames_per_second = sample_rate / hop_length
+    max_frames = math.ceil(max_sentence_chars * SLOWEST_SECONDS_PER_CHAR / slowest_speed * frames_per_second)
+    opt_frames = math.ceil(max_sentence_chars / 2 * TYPICAL_SECONDS_PER_CHAR * frames_per_second)
+    opt_batch = max(1, max_batch_size // OPT_BATCH_DIVISOR)
+    return Profile((1, n_mels, 1), (opt_batch, n_mels, opt_frames), (max_batch_size, n_mels, max_frames))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensorrt_module():
+    """The tensorrt module, or None where it is not installed."""
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return tensorrt
+
+
+def build_with_python(trt, onnx_path: Path, plan_path: Path, profile: Profile, timing_cache: Path, log) -> None:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        raise BuildError(f"TensorRT {trt.__version__} has no strongly typed networks: use TensorRT 10 or newer")
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    mel = network.get_input(0)
+    if mel.name != INPUT_NAME or len(mel.shape) != 3:
+        raise BuildError(f"{onnx_path}: expected the input {INPUT_NAME!r} [batch, n_mels, frames], found {mel.name!r}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_MIB << 20)
+    optimization_profile = builder.create_optimization_profile()
+    optimization_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    if config.add_optimization_profile(optimization_profile) < 0:
+        raise BuildError(f"TensorRT refused the profile {profile}")
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise BuildError(f"{timing_cache} was written by another GPU or TensorRT version: delete it and build again")
+
+    log(f"building ({network.num_layers} layers, profile min {profile.min} opt {profile.opt} max {profile.max})")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BuildError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+    plan_path.write_bytes(bytes(serialized))
+    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+
+def build_with_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, profile: Profile, timing_cache: Path,
+                       log) -> str:
+    """Build with the trtexec binary; returns the TensorRT version it reports."""
+
+    def shape(dims: tuple[int, ...]) -> str:
+        return f"{INPUT_NAME}:{'x'.join(map(str, dims))}"
+
+    command = [
+        trtexec, f"--onnx={onnx_path}", f"--saveEngine={plan_path}", "--stronglyTyped",
+        f"--minShapes={shape(profile.min)}", f"--optShapes={shape(profile.opt)}", f"--maxShapes={shape(profile.max)}",
+        f"--timingCacheFile={timing_cache}", f"--memPoolSize=workspace:{WORKSPACE_MIB}M", "--skipInference",
+    ]
+    log("running " + " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"trtexec failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    version = re.search(r"TensorRT version: ([\d.]+)", done.stdout)
+    if version is None:
+        raise BuildError("trtexec did not report its TensorRT version")
+    return version.group(1)
+
+
+def describe_engine(engine, trt) -> list[dict]:
+    """Every I/O tensor of the engine with its mode, type, shape and per-profile shapes."""
+    tensors = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        tensor = {"name": name, "mode": "input" if is_input else "output",
+                  "dtype": str(engine.get_tensor_dtype(name)).split(".")[-1], "shape": list(engine.get_tensor_shape(name))}
+        if is_input:
+            tensor["profiles"] = [[list(dims) for dims in engine.get_tensor_profile_shape(name, p)]
+                                  for p in range(engine.num_optimization_profiles)]
+        tensors.append(tensor)
+    return tensors
+
+
+class EngineRunner:
+    """Runs a deserialized engine on host arrays; device buffers grow as needed (polygraphy.cuda)."""
+
+    def __init__(self, engine):
+        from polygraphy import cuda
+
+        self.cuda = cuda
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.stream = cuda.Stream()
+        self.mel = cuda.DeviceArray(shape=(1,), dtype=np.float32)
+        self.audio = cuda.DeviceArray(shape=(1,), dtype=np.float32)
+
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        """float32 [batch, n_mels, frames] -> float32 [batch, 1, frames * hop]."""
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        if not self.context.set_input_shape(INPUT_NAME, mel.shape):
+            profile = [list(dims) for dims in self.engine.get_tensor_profile_shape(INPUT_NAME, 0)]
+            raise BuildError(f"the engine refused mel shape {list(mel.shape)}: its profile (min, opt, max) is {profile}")
+        shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
+        if min(shape) < 0:
+            raise BuildError(f"the engine gave the output shape {shape} for mel {list(mel.shape)}")
+        self.mel.resize(mel.shape).copy_from(mel, self.stream)
+        self.audio.resize(shape)
+        self.context.set_tensor_address(INPUT_NAME, self.mel.ptr)
+        self.context.set_tensor_address(OUTPUT_NAME, self.audio.ptr)
+        if not self.context.execute_async_v3(self.stream.ptr):
+            raise BuildError(f"the engine failed to run on mel {list(mel.shape)}")
+        audio = np.empty(shape, dtype=np.float32)
+        self.audio.copy_to(audio, self.stream)
+        self.stream.synchronize()
+        return audio
+
+    def seconds_per_run(self, mel: np.ndarray, runs: int = 20) -> float:
+        self.run(mel)  # warm-up
+        start = time.perf_counter()
+        for _ in range(runs):
+            self.run(mel)
+        return (time.perf_counter() - start) / runs
+
+    def close(self) -> None:
+        self.mel.free()
+        self.audio.free()
+        self.stream.free()
+
+
+def load_engine(trt, plan_path: Path):
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan_path.read_bytes())
+    if engine is None:
+        raise BuildError(f"{plan_path} cannot be deserialized by TensorRT {trt.__version__}: rebuild it")
+    return engine
+
+
+def run_engine(plan_path: Path, mel: np.ndarray) -> np.ndarray:
+    """Run `plan_path` once on a mel batch [batch, n_mels, frames] (loads the engine every call)."""
+    trt = tensorrt_module()
+    if trt is None:
+        raise BuildError("TensorRT is not installed: run on a GPU host (scripts/build_engines.sh)")
+    runner = EngineRunner(load_engine(trt, plan_path))
+    try:
+        return runner.run(mel)
+    finally:
+        runner.close()
+
+
+def check_engine_output(runner: EngineRunner, onnx_path: Path, n_mels: int):
+    """The engine against the FP32 graph in ONNX Runtime, with the FP16 check's metrics and mels."""
+    mels = fp16_check.random_mels(n_mels)
+    reference = fp16_check.run_onnx(onnx.load(str(onnx_path)), mels)
+    engine_audio = [runner.run(mel.T[None])[0, 0] for mel in mels]
+    diff, snr, nonfinite = fp16_check.compare(reference, engine_audio)
+    return {"backend": "tensorrt", "mels": "random normal", "max_abs_diff": diff, "snr_db": snr,
+            "nonfinite": nonfinite, "passed": nonfinite == 0 and snr >= fp16_check.MIN_SNR_DB}
+
+
+def benchmark(runner: EngineRunner, profile: Profile, hop_length: int, sample_rate: int, log) -> list[dict]:
+    """Real-time factor of the engine at batch 1 and the opt batch, opt frames (seconds of compute per second of audio)."""
+    rows = []
+    for batch in sorted({1, profile.opt[0], profile.max[0]}):
+        mel = np.random.default_rng(0).standard_normal((batch, profile.opt[1], profile.opt[2])).astype(np.float32)
+        seconds = runner.seconds_per_run(mel)
+        audio_seconds = batch * profile.opt[2] * hop_length / sample_rate
+        rows.append({"batch": batch, "frames": profile.opt[2], "ms": seconds * 1e3, "rtf": seconds / audio_seconds})
+        log(f"batch {batch} x {profile.opt[2]} frames: {seconds * 1e3:.2f} ms, RTF {seconds / audio_seconds:.5f}")
+    return rows
+
+
+def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache: Path, hop_length: int,
+                sample_rate: int, bench: bool, log=print) -> dict:
+    """Build voice_dir/vocoder.plan and write its metadata; returns the metadata."""
+    source = voice_dir / ONNX_FILE
+    built_from = voice_dir / (FP16_ONNX_FILE if precision == "fp16" else ONNX_FILE)
+    for path in (source, built_from):
+        if not path.is_file():
+            hint = ("python -m export.fp16_check EXPORT_DIR --save-fp16" if path.name == FP16_ONNX_FILE
+                    else "python -m export MODEL_DIR --out EXPORT_DIR")
+            raise BuildError(f"{path} is missing: run {hint} first")
+    plan_path = voice_dir / PLAN_FILE
+    trt = tensorrt_module()
+    trtexec = shutil.which("trtexec")
+    if trt is None and trtexec is None:
+        raise BuildError("neither the tensorrt Python module nor trtexec is available: run scripts/build_engines.sh "
+                         "on a GPU host (docker compose run builder)")
+    start = time.perf_counter()
+    if trt is not None:
+        build_with_python(trt, built_from, plan_path, profile, timing_cache, log)
+        version, builder = trt.__version__, "tensorrt-python"
+    else:
+        version, builder = build_with_trtexec(trtexec, built_from, plan_path, profile, timing_cache, log), "trtexec"
+    build_seconds = time.perf_counter() - start
+    gpus = probe_gpus()
+    metadata = {
+        "gpu_name": gpus[0].name, "compute_capability": gpus[0].compute_capability, "tensorrt_version": version,
+        "precision": precision, "builder": builder,
+        "profiles": [{"input": INPUT_NAME, **{k: list(v) for k, v in asdict(profile).items()}}],
+        "max_batch_size": profile.max[0], "hop_length": hop_length, "sample_rate": sample_rate,
+        "source_onnx": source.name, "source_onnx_sha256": sha256(source),
+        "built_from": built_from.name, "built_from_sha256": sha256(built_from),
+        "plan_sha256": sha256(plan_path), "build_seconds": round(build_seconds, 1),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if trt is not None:
+        engine = load_engine(trt, plan_path)
+        metadata["io_tensors"] = describe_engine(engine, trt)
+        for tensor in metadata["io_tensors"]:
+            log(f"engine {tensor['mode']} {tensor['name']} {tensor['dtype']} {tensor['shape']}"
+                + (f" profiles {tensor['profiles']}" if "profiles" in tensor else ""))
+        runner = EngineRunner(engine)
+        try:
+            metadata["engine_check"] = check_engine_output(runner, source, profile.min[1])
+            check = metadata["engine_check"]
+            log(f"engine vs FP32: max abs diff {check['max_abs_diff']:.2e}, SNR {check['snr_db']:.1f} dB, "
+                f"NaN/Inf {check['nonfinite']}")
+            if bench:
+                metadata["benchmark"] = benchmark(runner, profile, hop_length, sample_rate, log)
+        finally:
+            runner.close()
+    metadata_path(plan_path).write_text(json.dumps(metadata, indent=2) + "\n")
+    if not metadata.get("engine_check", {"passed": True})["passed"]:
+        raise BuildError(f"{plan_path}: the engine's output differs from FP32 beyond the FP16 check's bounds "
+                         f"({metadata['engine_check']}); rebuild with --precision fp32")
+    log(f"wrote {plan_path} ({plan_path.stat().st_size / 1e6:.1f} MB) and {metadata_path(plan_path).name} "
+        f"in {build_seconds:.0f} s")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    from serving.export_config import ExportConfig, ExportConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m export.trt_build", description=__doc__.split("\n")[0])
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("--voice", action="append", help="voice to build (repeatable; default: every voice)")
+    parser.add_argument("--max-batch-size", type=int, default=MAX_BATCH_SIZE,
+                        help=f"Triton max_batch_size of the vocoder (default {MAX_BATCH_SIZE}, serving.limits)")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    parser.add_argument("--bench", action="store_true", help="time the engine after the build")
+    args = parser.parse_args(argv)
+    try:
+        config = ExportConfig.read(args.export_dir)
+        profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
+                                  args.max_batch_size)
+        summary = []
+        for voice in args.voice or config.voice_names():
+            def log(line: str, voice=voice) -> None:
+                print(f"[trt_build] {voice}: {line}", flush=True)
+
+            metadata = build_voice(args.export_dir / voice, profile, args.precision,
+                                   args.export_dir / TIMING_CACHE_FILE, config.audio.hop_length,
+                                   config.audio.sample_rate, args.bench, log)
+            summary.append((voice, metadata))
+    except (BuildError, ExportConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("[trt_build] summary")
+    for voice, m in summary:
+        check = m.get("engine_check")
+        verdict = f"SNR {check['snr_db']:.1f} dB vs FP32" if check else "not run (trtexec build)"
+        print(f"  {voice}: {m['precision']} engine for {m['gpu_name']} (sm {m['compute_capability']}), "
+              f"TensorRT {m['tensorrt_version']}, batch <= {m['max_batch_size']}, "
+              f"frames <= {m['profiles'][0]['max'][2]}, {m['build_seconds']} s; check {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

