@@ -36,6 +36,7 @@ def test_voice_and_speed(step):
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(text=b"\xff\xfe"), "not valid UTF-8"),
+    (dict(text=None), "TEXT input is missing"),
     (dict(text="你好".encode(), voice=b"nobody"), "unknown VOICE 'nobody'; available: zhitian_emo, zhiyan_emo"),
     (dict(text="你好".encode(), speed=3.0), "SPEED 3.0 is out of range"),
     (dict(text="你好".encode(), speed=float("nan")), "out of range"),

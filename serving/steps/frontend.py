@@ -50,8 +50,10 @@ class FrontendStep:
                        for name, fe in self.frontends.items()},
         }
 
-    def process(self, text: bytes, voice: bytes | None = None, emotion: bytes | None = None,
+    def process(self, text: bytes | None, voice: bytes | None = None, emotion: bytes | None = None,
                 speed: float | None = None) -> SentenceRows:
+        if text is None:
+            raise RequestError("the TEXT input is missing: send the text to read as TEXT (BYTES, shape [1, 1])")
         text_str = decode_utf8(text, "TEXT")
         voice_str = decode_utf8(voice, "VOICE") or self.config.default_voice
         emotion_str = decode_utf8(emotion, "EMOTION") or None
