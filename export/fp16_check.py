@@ -255,21 +255,22 @@ def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
     return check_vocoder("universal HiFi-GAN V1", model, mels, label)[0]
 
 
-def export_dir_vocoders(directory: Path, tmp: Path, log=print) -> dict[str, Path]:
+def export_dir_vocoders(directory: Path, tmp: Path, voices: list[str] | None = None, log=print) -> dict[str, Path]:
     """voice -> vocoder.onnx, from an export directory or (exported first, with torch) a ModelScope model directory."""
     from serving.export_config import FILE_NAME as EXPORT_FILE
 
     if (directory / EXPORT_FILE).is_file():
         from serving.export_config import ExportConfig
 
-        return {voice: directory / voice / FILE_NAME for voice in ExportConfig.read(directory).voice_names()}
+        names = ExportConfig.read(directory).voice_names()
+        return {voice: directory / voice / FILE_NAME for voice in names if not voices or voice in voices}
     from export.loader import load_vocoder
     from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
     from serving.model_dir import ModelDir
 
     model_dir = ModelDir(directory)
     paths = {}
-    for voice in model_dir.voice_names:
+    for voice in voices or model_dir.voice_names:
         vocoder = load_vocoder(model_dir.voice(voice))
         paths[voice] = export_vocoder(vocoder, tmp / voice / FILE_NAME, kan_vocoder_meta(vocoder), log=log)
     return paths
@@ -285,6 +286,7 @@ def write_report(results: list[Fp16Result], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.fp16_check", description=__doc__.split("\n")[0])
     parser.add_argument("directory", type=Path, help="export directory or ModelScope model directory")
+    parser.add_argument("--voice", action="append", help="voice to check (repeatable; default: every voice)")
     parser.add_argument("--universal", action="store_true", help="also check the real universal HiFi-GAN V1")
     parser.add_argument("--save-fp16", action="store_true",
                         help="write <voice>/vocoder_fp16.onnx next to each vocoder.onnx (export directories only)")
@@ -292,18 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for voice, path in export_dir_vocoders(args.directory, Path(tmp)).items():
+        for voice, path in export_dir_vocoders(args.directory, Path(tmp), args.voice).items():
             print(f"[fp16_check] {voice}: {path}")
             model = onnx.load(str(path))
             result, converted = check_vocoder(voice, model, random_mels(n_mels_of(model)), "random normal")
             if args.save_fp16:
                 onnx.save(converted, str(path.with_name(FP16_FILE_NAME)))
             results.append(result)
-            print(result.row())
     if args.universal:
         print("[fp16_check] universal HiFi-GAN V1 on real speech")
         results.append(check_universal_v1())
-        print(results[-1].row())
     print(TABLE_HEADER)
     print("\n".join(r.row() for r in results))
     if args.report:

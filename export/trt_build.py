@@ -325,8 +325,18 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
     return metadata
 
 
+def summary_line(voice: str, metadata: dict) -> str:
+    check = metadata.get("engine_check")
+    verdict = f"SNR {check['snr_db']:.1f} dB vs FP32" if check else "not run (trtexec build)"
+    return (f"  {voice}: {metadata['precision']} engine for {metadata['gpu_name']} (compute capability "
+            f"{metadata['compute_capability']}), TensorRT {metadata['tensorrt_version']}, batch <= "
+            f"{metadata['max_batch_size']}, frames <= {metadata['profiles'][0]['max'][2]}, built in "
+            f"{metadata['build_seconds']} s; engine check: {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from serving.export_config import ExportConfig, ExportConfigError
+    from serving.engine_check import EngineCheckError, read_metadata
 
     parser = argparse.ArgumentParser(prog="python -m export.trt_build", description=__doc__.split("\n")[0])
     parser.add_argument("export_dir", type=Path)
@@ -335,30 +345,30 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"Triton max_batch_size of the vocoder (default {MAX_BATCH_SIZE}, serving.limits)")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--bench", action="store_true", help="time the engine after the build")
+    parser.add_argument("--summary", action="store_true", help="only print the summary of the engines already built")
     args = parser.parse_args(argv)
     try:
         config = ExportConfig.read(args.export_dir)
-        profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
-                                  args.max_batch_size)
-        summary = []
-        for voice in args.voice or config.voice_names():
-            def log(line: str, voice=voice) -> None:
-                print(f"[trt_build] {voice}: {line}", flush=True)
+        voices = args.voice or config.voice_names()
+        if args.summary:
+            built = {voice: read_metadata(args.export_dir / voice / PLAN_FILE) for voice in voices}
+        else:
+            profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
+                                      args.max_batch_size)
+            built = {}
+            for voice in voices:
+                def log(line: str, voice=voice) -> None:
+                    print(f"[trt_build] {voice}: {line}", flush=True)
 
-            metadata = build_voice(args.export_dir / voice, profile, args.precision,
-                                   args.export_dir / TIMING_CACHE_FILE, config.audio.hop_length,
-                                   config.audio.sample_rate, args.bench, log)
-            summary.append((voice, metadata))
-    except (BuildError, ExportConfigError) as e:
+                built[voice] = build_voice(args.export_dir / voice, profile, args.precision,
+                                           args.export_dir / TIMING_CACHE_FILE, config.audio.hop_length,
+                                           config.audio.sample_rate, args.bench, log)
+    except (BuildError, ExportConfigError, EngineCheckError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("[trt_build] summary")
-    for voice, m in summary:
-        check = m.get("engine_check")
-        verdict = f"SNR {check['snr_db']:.1f} dB vs FP32" if check else "not run (trtexec build)"
-        print(f"  {voice}: {m['precision']} engine for {m['gpu_name']} (sm {m['compute_capability']}), "
-              f"TensorRT {m['tensorrt_version']}, batch <= {m['max_batch_size']}, "
-              f"frames <= {m['profiles'][0]['max'][2]}, {m['build_seconds']} s; check {verdict}")
+    for voice, metadata in built.items():
+        print(summary_line(voice, metadata))
     return 0
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,39 @@ def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
     assert audio.shape == (2, 1, 64 * 200)
     with pytest.raises(BuildError, match="refused mel shape"):
         trt_build.run_engine(voice_dir / "vocoder.plan", np.zeros((5, 80, 10), np.float32))
+
+
+def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, tmp_path: Path):
+    """scripts/build_engines.sh on this CPU host: a stand-in nvidia-smi and trtexec (the TensorRT pieces that
+    cannot exist here) around the real FP16 check, metadata, engine check and summary."""
+    from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
+
+    export_dir = tiny_vocoder_onnx.parent.parent
+    voice = tiny_vocoder_onnx.parent.name
+    ExportConfig(voice, AudioSpec(16000, 200, 80), {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0'\n")
+    # Records its arguments and writes a plan where --saveEngine says, as trtexec does.
+    (bin_dir / "trtexec").write_text(
+        "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/trtexec.args\"\n"
+        "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo plan > \"${a#--saveEngine=}\";; esac; done\n"
+        "echo '[I] TensorRT version: 10.5.0'\n")
+    for tool in ("nvidia-smi", "trtexec"):
+        (bin_dir / tool).chmod(0o755)
+    python = Path(sys.executable)
+    env = {"PATH": f"{bin_dir}:{python.parent}:/usr/bin:/bin", "PYTHON": str(python), "TRT_VERSION": "10.5.0.18"}
+    script = Path(__file__).resolve().parent.parent / "scripts" / "build_engines.sh"
+    done = subprocess.run([str(script), str(export_dir), "--max-batch-size", "16"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    args = (bin_dir / "trtexec.args").read_text()
+    assert f"--onnx={export_dir / voice / fp16_check.FP16_FILE_NAME}" in args and "--stronglyTyped" in args
+    assert "--minShapes=mel:1x80x1" in args and "--maxShapes=mel:16x80x" in args
+    metadata = json.loads((export_dir / voice / "vocoder.plan.json").read_text())
+    assert metadata["tensorrt_version"] == "10.5.0" and metadata["compute_capability"] == "9.0"
+    assert metadata["precision"] == "fp16" and metadata["builder"] == "trtexec"
+    assert metadata["source_onnx_sha256"] == trt_build.sha256(tiny_vocoder_onnx)
+    assert json.loads((export_dir / voice / "fp16_check.json").read_text())[0]["passed"]
+    print(done.stdout)
+    assert "fits this host" in done.stdout and "summary" in done.stdout
