@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import queue
+import socket
 import subprocess
 import sys
 import textwrap
@@ -279,6 +280,8 @@ def test_arguments_that_are_not_text_or_numbers_are_rejected_before_sending():
         client.synthesize(b"\xe4\xbd\xa0")
     with pytest.raises(TTSError, match="unknown protocol"):
         TTSClient(protocol="websocket")
+    with pytest.raises(TTSError, match="retries must be 0 or more"):
+        TTSClient(retries=-1)
 
 
 def test_wav_is_16_bit_pcm_and_clips_out_of_range_samples(tmp_path):
@@ -304,6 +307,17 @@ def test_unreachable_server_gives_a_connection_error_after_the_retries(protocol)
             client.voices()
     assert f"cannot reach the TTS server at {url} over {protocol} after 3 attempts" in message
     assert "check that the server is running" in message
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_server_that_does_not_answer_in_time_gives_a_timeout_error(protocol):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        url = f"127.0.0.1:{silent.getsockname()[1]}"
+        with TTSClient(url, protocol, timeout_s=0.5, retries=2, backoff_s=0.01) as client:
+            with pytest.raises(TTSError) as raised:
+                client.synthesize("你好")
+    assert not isinstance(raised.value, TTSConnectionError)
+    assert str(raised.value).startswith(f"no answer from the TTS server at {url} within 0.5 s")
 
 
 def test_retries_carry_requests_through_a_server_that_comes_up_late(repository, tmp_path):

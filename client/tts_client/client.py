@@ -81,6 +81,8 @@ class TTSClient:
         if protocol not in DEFAULT_URLS:
             raise TTSError(f"unknown protocol {protocol!r}: use 'grpc' or 'http'")
         url = url or DEFAULT_URLS[protocol]
+        if retries < 0:
+            raise TTSError(f"retries must be 0 or more (got {retries})")
         if "://" in url:
             raise TTSError(f"give the server address as host:port, without a scheme (got {url!r})")
         self.url = url
@@ -239,11 +241,14 @@ class _HttpTransport:
             self._local.client = client
             with self._lock:
                 # Close the clients of threads that have ended, so a thread-per-task caller does not pile them up.
-                for thread, old in self._clients:
-                    if thread() is None or not thread().is_alive():
-                        old.close()
-                self._clients = [(t, c) for t, c in self._clients if t() is not None and t().is_alive()]
-                self._clients.append((weakref.ref(threading.current_thread()), client))
+                kept = []
+                for thread_ref, other in self._clients:
+                    thread = thread_ref()
+                    if thread is not None and thread.is_alive():
+                        kept.append((thread_ref, other))
+                    else:
+                        other.close()
+                self._clients = kept + [(weakref.ref(threading.current_thread()), client)]
         return client
 
 
@@ -267,7 +272,7 @@ class _TranslatedErrors:
                 raise _Unreachable(exc.message()) from None
             if status == "StatusCode.DEADLINE_EXCEEDED":
                 raise timed_out from None
-            raise TTSError(exc.message()) from None
+            raise TTSError(exc.message() or str(exc)) from None
         if isinstance(exc, TimeoutError):
             raise timed_out from None
         if isinstance(exc, (OSError, HTTPException)):  # refused, reset, closed by the server, unknown host
