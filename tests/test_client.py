@@ -2,7 +2,7 @@
 
 The server runs a stand-in model repository written here: a python-backend `frontend` that carries the voice
 catalogue in its config, and a python-backend `tts` with the contract's inputs and outputs that answers a tone
-whose pitch, length and loudness follow TEXT, VOICE, EMOTION and SPEED (the real ensemble has its own tests).
+whose pitch and length follow TEXT, VOICE, EMOTION and SPEED (the real ensemble has its own tests).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serving.launcher import Ports, TritonServer
+from serving.launcher import Ports, TritonServer, free_port
 from tts_client import Synthesis, TTSClient, TTSConnectionError, TTSError
 
 CATALOGUE = {
@@ -242,6 +242,7 @@ def test_synthesize_returns_the_servers_audio(server, protocol):
         chosen = client.synthesize("Hello, 世界", voice="zhiyan_emo", emotion="sad", speed=1.5)
 
     assert default.audio.dtype == np.float32 and chosen.audio.dtype == np.float32
+    assert default.audio.flags.writeable
     np.testing.assert_allclose(default.audio, expected("今天天气很好。"), atol=1e-7)
     np.testing.assert_allclose(chosen.audio, expected("Hello, 世界", "zhiyan_emo", "sad", 1.5), atol=1e-7)
     assert default.sample_rate == chosen.sample_rate == CATALOGUE["sample_rate"]
@@ -262,7 +263,8 @@ def test_voices_come_from_the_frontend_config(server, protocol):
     (dict(text="你好", emotion="sad"), "voice 'zhitian_emo' has no emotion 'sad'"),
     (dict(text="你好", speed=2.5), "SPEED 2.5 is out of range: use 0.5 to 2.0"),
 ])
-def test_user_errors_carry_the_servers_message_and_are_not_retried(repository, server, protocol, request_args, server_message):
+def test_user_errors_carry_the_servers_message_and_are_not_retried(repository, server, protocol, request_args,
+                                                                   server_message):
     requests_before = requests_received(repository)
     with TTSClient(url_of(server, protocol), protocol, retries=3) as client:
         with pytest.raises(TTSError) as raised:
@@ -278,6 +280,8 @@ def test_arguments_that_are_not_text_or_numbers_are_rejected_before_sending():
         client.synthesize("你好", speed="fast")
     with pytest.raises(TTSError, match="text must be a str"):
         client.synthesize(b"\xe4\xbd\xa0")
+    with pytest.raises(TTSError, match="voice must be a str"):
+        client.synthesize("你好", voice=1)
     with pytest.raises(TTSError, match="unknown protocol"):
         TTSClient(protocol="websocket")
     with pytest.raises(TTSError, match="retries must be 0 or more"):
@@ -295,8 +299,6 @@ def test_wav_is_16_bit_pcm_and_clips_out_of_range_samples(tmp_path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unreachable_server_gives_a_connection_error_after_the_retries(protocol):
-    from serving.launcher import free_port
-
     url = f"127.0.0.1:{free_port()}"
     with TTSClient(url, protocol, timeout_s=2, retries=2, backoff_s=0.01) as client:
         assert not client.is_ready()
@@ -334,8 +336,8 @@ def test_retries_carry_requests_through_a_server_that_comes_up_late(repository, 
     starter.start()
     try:
         with ThreadPoolExecutor(len(PROTOCOLS)) as pool:
-            results = {p: pool.submit(c.synthesize, "迟到的服务器", voice="zhiyan_emo") for p, c in clients.items()}
-            audio = {protocol: result.result().audio for protocol, result in results.items()}
+            pending = {p: pool.submit(c.synthesize, "迟到的服务器", voice="zhiyan_emo") for p, c in clients.items()}
+            audio = {protocol: answer.result().audio for protocol, answer in pending.items()}
     finally:
         starter.join()
         for client in clients.values():  # first: an open HTTP connection holds the server's exit for 30 s
@@ -398,8 +400,6 @@ def test_cli_lists_voices_and_emotions(server):
 
 
 def test_cli_errors_are_one_line_without_a_traceback(server, tmp_path):
-    from serving.launcher import free_port
-
     out = tmp_path / "never.wav"
     cases = {
         "user error": (["你好", "--voice", "nobody", "-o", str(out), "--url", server.grpc_url],

@@ -45,7 +45,7 @@ class _Unreachable(Exception):
     """Internal: one attempt could not reach the server (worth retrying)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare arrays element-wise
 class Synthesis:
     audio: np.ndarray  # float32 PCM in [-1, 1], one channel
     sample_rate: int
@@ -97,8 +97,9 @@ class TTSClient:
     def synthesize(self, text: str, voice: str | None = None, emotion: str | None = None,
                    speed: float = 1.0) -> Synthesis:
         """Speak `text`. Voice, emotion and speed are checked by the server (see voices())."""
-        if not isinstance(text, str):
-            raise TTSError(f"text must be a str, got {type(text).__name__}")
+        for name, value in (("text", text), ("voice", voice), ("emotion", emotion)):
+            if value is not None and not isinstance(value, str):
+                raise TTSError(f"{name} must be a str, got {type(value).__name__}")
         if not isinstance(speed, numbers.Real) or isinstance(speed, bool):
             raise TTSError(f"speed must be a number, got {speed!r}")
         module = self._transport.module
@@ -117,7 +118,8 @@ class TTSClient:
         if audio is None or sample_rate is None:
             raise TTSError(f"model {MODEL!r} at {self.url} did not return AUDIO and SAMPLE_RATE: "
                            "is this the Sambert TTS server?")
-        return Synthesis(audio=audio[0].astype(np.float32, copy=False), sample_rate=int(sample_rate.flat[0]))
+        # A copy: tritonclient's arrays are read-only views of the response buffer.
+        return Synthesis(audio=np.array(audio[0], dtype=np.float32), sample_rate=int(sample_rate.flat[0]))
 
     def voices(self) -> dict[str, list[str]]:
         """Voice name -> the emotions it can speak with."""
