@@ -111,8 +111,9 @@ def write_summary(results: dict, path: Path) -> None:
         + f", tritonserver {meta.get('tritonserver', 'n/a')}.", "",
         f"Model: {meta['model']}. Texts: {meta['requests_per_level']} unique Chinese texts per level (short, "
         f"medium, long in turn; seed {meta['seed']}), {meta['warmup']} warm-up requests per system. Baseline: "
-        "eager PyTorch FP32 behind a single-threaded HTTP server (bench/baseline_server.py). Ours: tritonserver "
-        f"without the response cache, the `tts` ensemble through tts_client over {meta['protocol']}.", "",
+        f"eager PyTorch FP32 ({meta['baseline_torch_threads']} torch threads) behind a single-threaded HTTP server "
+        "(bench/baseline_server.py). Ours: tritonserver without the response cache, the `tts` ensemble through "
+        f"tts_client over {meta['protocol']} ({meta['ours_onnxruntime_threads']} ONNX Runtime threads per model).", "",
         "Throughput is audio seconds produced per wall second over the level (first request sent to last answer); "
         "RTF is its inverse (wall seconds per audio second); latencies are per request, end to end at the client. "
         "Memory is the peak sum of RSS over the server's process tree during the level (PSS in results.json). "
@@ -152,7 +153,13 @@ def plot(results: dict, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, lvs in levels.items():
         ax.plot([lv["concurrency"] for lv in lvs], [lv["audio_per_wall"] for lv in lvs], marker="o", label=name)
-    ax.set(xlabel="concurrent clients", ylabel="audio seconds per wall second", title="Throughput", xscale="log")
+    ours = {lv["concurrency"]: lv["audio_per_wall"] for lv in levels.get("ours", [])}
+    for ratio in results["ratios"]:  # ours/baseline next to our point
+        ax.annotate(f"{ratio['throughput_ratio']:.1f}x", (ratio["concurrency"], ours[ratio["concurrency"]]),
+                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    top = max(lv["audio_per_wall"] for lvs in levels.values() for lv in lvs)
+    ax.set(xlabel="concurrent clients", ylabel="audio seconds per wall second", title="Throughput (ours/baseline)",
+           xscale="log", ylim=(0, top * 1.15))
     paths.append(_finish(fig, ax, ticks, out_dir / "throughput.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -3,7 +3,7 @@
     scripts/bench.sh [--model-dir DIR] [--requests 32] [--profile]      (see --help)
 
 Same machine, model and texts for both systems. Prepares the model (the full-size fixture unless
---model-dir), exports it and generates the CPU model repository; then, one system at a time (never
+--model-dir), exports it (with the code of this checkout) and generates the CPU model repository; then, one system at a time (never
 both at once): starts the baseline (bench/baseline_server.py), warms it up and runs its concurrency
 levels; starts tritonserver without the response cache, warms it up and runs ours. Writes
 results.json, summary.md, throughput.png and latency.png to --out (results/bench).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from bench.profile import in_process_profile, stats_delta
 from bench.report import describe_machine, plot, write_json, write_summary
 from bench.systems import ROOT, BaselineSystem, BenchError, TritonSystem
 from bench.texts import TextPool
-from serving.repository import generate
+from serving.repository import TARGETS, generate
 
 FLOOR_CONCURRENCY_THROUGHPUT = 8   # issue 6: at concurrency 8, ours >= 2x the baseline's throughput
 FLOOR_THROUGHPUT_RATIO = 2.0
@@ -47,7 +48,7 @@ def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
             make_model_dir(model_dir, size=args.fixture_size)
     export_dir = args.work / "export"
     stamp = export_dir / ".source"
-    if args.re_export or not stamp.exists() or stamp.read_text() != str(model_dir):
+    if not (args.reuse_export and stamp.exists() and stamp.read_text() == str(model_dir)):
         print(f"[bench] exporting {model_dir} to {export_dir}", flush=True)
         shutil.rmtree(export_dir, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir)], cwd=ROOT, check=True)
@@ -133,7 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line to put at the top of the summary (e.g. 'provisional')")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench", help="fixture, export, repository, logs (build/bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="(results/bench)")
-    parser.add_argument("--re-export", action="store_true", help="export again even if the model directory is unchanged")
+    parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
+                        "same model directory (made by older code, perhaps: not for the figures you publish)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.warmup < 0 or min(args.concurrency + args.baseline_concurrency) < 1:
         parser.error("--requests and every concurrency must be at least 1, --warmup at least 0")
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M"), "command": shlex.join(["scripts/bench.sh", *(argv or sys.argv[1:])]),
             "note": args.note, "machine": describe_machine(), "model": model, "requests_per_level": args.requests,
             "warmup": args.warmup, "seed": args.seed, "protocol": args.protocol,
+            "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
+            "ours_onnxruntime_threads": TARGETS["cpu"]["intra_op_threads"],
             "tritonserver": systems.get("ours", {}).get("tritonserver", "n/a"),
             "duration_s": time.perf_counter() - started,
         },
