@@ -183,9 +183,10 @@ class EngineRunner:
     """Runs a deserialized engine on host arrays; device buffers grow as needed (polygraphy.cuda)."""
 
     def __init__(self, engine):
-        from polygraphy import cuda
-
-        self.cuda = cuda
+        try:
+            from polygraphy import cuda
+        except ImportError:
+            raise BuildError("running an engine needs polygraphy's CUDA wrapper: pip install polygraphy") from None
         self.engine = engine
         self.context = engine.create_execution_context()
         self.stream = cuda.Stream()
