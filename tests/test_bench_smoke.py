@@ -6,14 +6,21 @@ request must be answered, and the result file must hold consistent figures for b
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+import wave
 from pathlib import Path
 
 import pytest
 
+from bench.baseline_server import BaselineTTS, OneAtATimeServer, make_handler
 from export.fixtures import DEFAULT_VOICES, make_model_dir
+from serving.limits import SENTENCE_PAUSE_S
 from serving.launcher import LauncherError, triton_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,13 +30,17 @@ LEVELS = [1, 2]
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> tuple[dict, Path]:
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("bench_model"), size="tiny", voices=DEFAULT_VOICES[:1])
+
+
+@pytest.fixture(scope="module")
+def results(model_dir, tmp_path_factory) -> tuple[dict, Path]:
     try:
         triton_env()
     except LauncherError as e:
         pytest.skip(f"no local tritonserver: {e}")
     base = tmp_path_factory.mktemp("bench")
-    model_dir = make_model_dir(base / "model", size="tiny", voices=DEFAULT_VOICES[:1])
     out = base / "out"
     levels = [str(c) for c in LEVELS]
     subprocess.run(
@@ -117,3 +128,52 @@ def test_profile_and_report_files(results):
     assert "## Ours / baseline" in summary and "## Profile" in summary and data["meta"]["machine"]["cpu_model"] in summary
     for plot in ("throughput.png", "latency.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def post(port: int, body: dict) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/synthesize", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture
+def torch_threads_restored():
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # BaselineTTS sets the process-wide number
+
+
+def test_baseline_server_answers_wav_and_clear_errors(model_dir, torch_threads_restored):
+    tts = BaselineTTS(model_dir, threads=1)
+    server = OneAtATimeServer(("127.0.0.1", 0), make_handler(tts))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+            assert json.load(r) == {"status": "ready", "voices": [DEFAULT_VOICES[0]]}
+        text = "今天天气很好。我们去公园散步吧。"
+        status, body = post(port, {"text": text})
+        assert status == 200
+        with wave.open(io.BytesIO(body)) as w:
+            rate, samples = w.getframerate(), w.getnframes()
+        # Two sentences: each one's frames times the hop, and one pause between them.
+        sentences = tts.frontends[DEFAULT_VOICES[0]](text)
+        assert len(sentences) == 2
+        audio, sample_rate = tts.synthesize(text)
+        assert (rate, samples) == (sample_rate, len(audio))
+        hop = tts.voices[DEFAULT_VOICES[0]].audio_config.hop_length
+        speech = samples - round(SENTENCE_PAUSE_S * rate)
+        assert speech > 0 and speech % hop == 0
+        for bad, message in [({"text": ""}, "empty"), ({"text": "你好", "voice": "nobody"}, "unknown voice"),
+                             ({"text": "你好", "emotion": "furious"}, "emotion"), ({"words": "你好"}, "JSON object")]:
+            status, body = post(port, bad)
+            assert status == 400 and message in json.loads(body)["error"], bad
+    finally:
+        server.shutdown()
+        server.server_close()
