@@ -27,7 +27,10 @@ from bench.profile import in_process_profile, stats_delta
 from bench.report import describe_machine, plot, write_json, write_summary
 from bench.systems import ROOT, BaselineSystem, BenchError, TritonSystem
 from bench.texts import TextPool
-from serving.repository import TARGETS, generate
+from serving.export_config import ExportConfigError
+from serving.launcher import LauncherError
+from serving.model_dir import ModelDir, ModelDirError
+from serving.repository import TARGETS, RepositoryError, generate
 
 FLOOR_CONCURRENCY_THROUGHPUT = 8   # issue 6: at concurrency 8, ours >= 2x the baseline's throughput
 FLOOR_THROUGHPUT_RATIO = 2.0
@@ -38,6 +41,7 @@ def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
     """The model directory, its export (redone when the source differs) and a description of the model."""
     if args.model_dir:
         model_dir, description = args.model_dir.resolve(), f"model directory {args.model_dir.resolve()}"
+        ModelDir(model_dir).voices()  # a wrong directory fails here, in one line, before anything runs
     else:
         model_dir = args.work / f"fixture_{args.fixture_size}"
         description = f"the {args.fixture_size}-size fixture (random weights, ModelScope layout)"
@@ -51,7 +55,9 @@ def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
     if not (args.reuse_export and stamp.exists() and stamp.read_text() == str(model_dir)):
         print(f"[bench] exporting {model_dir} to {export_dir}", flush=True)
         shutil.rmtree(export_dir, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir)], cwd=ROOT, check=True)
+        exported = subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir)], cwd=ROOT)
+        if exported.returncode != 0:
+            raise BenchError(f"the export of {model_dir} failed (its message is above)")
         stamp.write_text(str(model_dir))
     return model_dir, export_dir, description
 
@@ -67,7 +73,11 @@ def measure(system, warmup: list[str], texts: dict[int, list[str]], stats: bool 
         if stats:
             result["tritonserver"] = system.version()
         for text in warmup:
-            system.send(text)
+            try:
+                system.send(text)
+            except Exception as e:  # the server is broken: no point measuring it
+                raise BenchError(f"{system.name}: a warm-up request failed ({type(e).__name__}: {e}); "
+                                 f"see {system.log_path}") from None
         answered = len(warmup)
         result["memory_after_warmup"] = dataclasses.asdict(tree_memory(system.pid))
         for concurrency, level_texts in texts.items():
@@ -169,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.profile:
             profile_texts = pool.take(max(args.profile_batches) * max(1, args.requests // max(args.profile_batches)))
             profile = in_process_profile(export_dir, profile_texts, args.profile_batches)
-    except (BenchError, subprocess.CalledProcessError) as e:
+    except (BenchError, ModelDirError, LauncherError, RepositoryError, ExportConfigError) as e:
         sys.exit(f"error: {e}")
 
     ratios, floors, agreement = compare(systems)

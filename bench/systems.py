@@ -92,6 +92,7 @@ class TritonSystem:
     name = "ours"
 
     def __init__(self, repository: Path, log_path: Path, protocol: str = "grpc"):
+        self.log_path = log_path
         self.server = TritonServer(repository, log_path=log_path)  # no --cache-config: no response cache
         self.protocol = protocol
         self.client: TTSClient | None = None
