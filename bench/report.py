@@ -119,8 +119,11 @@ def write_summary(results: dict, path: Path) -> None:
         "Memory is the peak sum of RSS over the server's process tree during the level (PSS in results.json). "
         "The load average columns show other work on the machine, which skews timings.", "",
         "## Results", "", *_level_rows(results), "",
-        "## Ours / baseline", "", *_ratio_rows(results), "", *_floor_lines(results), "",
     ]
+    if results["ratios"]:
+        lines += ["## Ours / baseline", "", *_ratio_rows(results), "", *_floor_lines(results), ""]
+    else:
+        lines += [f"Only {', '.join(results['systems'])} ran: no ratios.", ""]
     agreement = results.get("audio_agreement")
     if agreement:
         lines += [f"Same text, same audio length: {agreement['equal']} of {agreement['compared']} texts "
