@@ -20,7 +20,14 @@ from export.onnx_vocoder import (
 from serving.model_dir import ModelDir
 from serving.runtime.vocoder import VocoderInputError, VocoderModelError, VocoderRuntime
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One thread: on the shared 2-core CI machine two spinning threads per process slow everything down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 PARITY_TOLERANCE = 1e-3
 BATCH_8_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # 154 frames, unequal so the batch is padded
@@ -76,7 +83,7 @@ def test_tiny_fixture_vocoder_exports_a_valid_graph(tiny_model_dir: Path, tmp_pa
     assert mel_dims == ["batch", 80, "frames"]
     assert audio_dims[:2] == ["batch", 1]
     assert not any(init.name.endswith(("weight_g", "weight_v")) for init in model.graph.initializer)
-    runtime = VocoderRuntime(path)
+    runtime = VocoderRuntime(path, intra_op_threads=1)
     assert (runtime.hop_length, runtime.n_mels, runtime.right_context_frames) == (200, 80, 0)
     mels = random_mels([5, 11], 80, seed=1)
     assert max_diff(runtime.vocode(mels), torch_vocode(vocoder, mels)) < PARITY_TOLERANCE
@@ -92,7 +99,7 @@ def test_full_fixture_vocoder_graph_is_valid(full_causal):
 
 def test_full_causal_parity_batch_1_and_8(full_causal):
     vocoder, path = full_causal
-    runtime = VocoderRuntime(path, intra_op_threads=2)
+    runtime = VocoderRuntime(path, intra_op_threads=1)
     single = random_mels([96], 80, seed=2)
     assert max_diff(runtime.vocode(single), torch_vocode(vocoder, single)) < PARITY_TOLERANCE
     batch = random_mels(BATCH_8_FRAMES, 80, seed=3)
@@ -103,7 +110,7 @@ def test_full_causal_parity_batch_1_and_8(full_causal):
 
 def test_causal_padding_never_reaches_an_items_samples(full_causal):
     _, path = full_causal
-    runtime = VocoderRuntime(path, intra_op_threads=2)
+    runtime = VocoderRuntime(path, intra_op_threads=1)
     mels = random_mels(BATCH_8_FRAMES, 80, seed=4)
     single = [runtime.vocode([mel])[0] for mel in mels]
     assert max_diff(runtime._run(mels), single) < 1e-5  # the plain padded batch, no tail recomputation
@@ -111,7 +118,7 @@ def test_causal_padding_never_reaches_an_items_samples(full_causal):
 
 def test_noncausal_batched_equals_single(full_noncausal):
     vocoder, path = full_noncausal
-    runtime = VocoderRuntime(path, intra_op_threads=2)
+    runtime = VocoderRuntime(path, intra_op_threads=1)
     assert runtime.right_context_frames > 0
     mels = random_mels(BATCH_8_FRAMES, 80, seed=5)
     single = [runtime.vocode([mel])[0] for mel in mels]
