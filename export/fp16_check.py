@@ -42,7 +42,7 @@ from serving.runtime.vocoder import FILE_NAME, INPUT_NAME
 
 FP16_MAX = 65504.0
 OVERFLOW_FRACTION = 0.5  # a node peaking above this share of FP16_MAX on the check mels stays FP32
-MIN_SNR_DB = 40.0  # below this the FP16 waveform differs audibly from FP32: build FP32 instead
+MIN_SNR_DB = 40.0  # an error of 1 % of the RMS; below this, build FP32 instead
 CHECK_FRAMES = (160, 97)  # random-normal check mels per voice (the AM emits mean/std-normalised mels)
 SPEECH_WAV = Path(__file__).resolve().parent.parent / "tests" / "data" / "speech_zh_22k.wav"
 PEAK_PREFIX = "peak::"
@@ -50,7 +50,7 @@ FP16_FILE_NAME = "vocoder_fp16.onnx"  # the mixed-precision graph export.trt_bui
 
 
 class Fp16CheckError(RuntimeError):
-    """The FP16 vocoder is not safe to build (NaN/Inf or too low an SNR)."""
+    """The check cannot run on the given input (one-line message)."""
 
 
 @dataclass

@@ -133,13 +133,6 @@ def check_vocoder_onnx(path: str | Path) -> onnx.ModelProto:
     return model
 
 
-def cpu_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 @torch.no_grad()
 def verify(vocoder: nn.Module, path: Path, frames: list[int], sample_rate: int, log=print) -> float:
     """Max abs difference between ONNX Runtime (one padded batch) and PyTorch (item by item); prints both RTFs."""

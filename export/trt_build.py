@@ -70,9 +70,6 @@ class Profile:
     opt: tuple[int, int, int]
     max: tuple[int, int, int]
 
-    def contains(self, shape: tuple[int, ...]) -> bool:
-        return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max)) and len(shape) == 3
-
 
 def vocoder_profile(n_mels: int, sample_rate: int, hop_length: int, max_batch_size: int,
                     max_sentence_chars: int = MAX_SENTENCE_CHARS, slowest_speed: float = SPEED_RANGE[0]) -> Profile:
