@@ -31,6 +31,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from export.fp16_check import random_mels
 from serving.runtime.vocoder import (
     FILE_NAME,
     INPUT_NAME,
@@ -137,8 +138,7 @@ def check_vocoder_onnx(path: str | Path) -> onnx.ModelProto:
 def verify(vocoder: nn.Module, path: Path, frames: list[int], sample_rate: int, log=print) -> float:
     """Max abs difference between ONNX Runtime (one padded batch) and PyTorch (item by item); prints both RTFs."""
     runtime = VocoderRuntime(path)
-    generator = np.random.default_rng(0)
-    mels = [generator.standard_normal((n, runtime.n_mels)).astype(np.float32) for n in frames]
+    mels = random_mels(runtime.n_mels, frames)
     runtime.vocode(mels[:1])  # warm-up: first calls allocate and pick kernels
     vocoder(torch.from_numpy(mels[0].T[None]))
     start = time.perf_counter()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from export.fixtures import voc_config
+from export.fp16_check import random_mels
 from export.hifigan import KanHifiGanGenerator
 from export.loader import load_vocoder
 from export.onnx_vocoder import (
@@ -31,11 +32,6 @@ def one_torch_thread():
 
 PARITY_TOLERANCE = 1e-3
 BATCH_8_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # 154 frames, unequal so the batch is padded
-
-
-def random_mels(frames: list[int], n_mels: int, seed: int) -> list[np.ndarray]:
-    generator = np.random.default_rng(seed)
-    return [generator.standard_normal((n, n_mels)).astype(np.float32) for n in frames]
 
 
 @torch.no_grad()
@@ -85,7 +81,7 @@ def test_tiny_fixture_vocoder_exports_a_valid_graph(tiny_model_dir: Path, tmp_pa
     assert not any(init.name.endswith(("weight_g", "weight_v")) for init in model.graph.initializer)
     runtime = VocoderRuntime(path, intra_op_threads=1)
     assert (runtime.hop_length, runtime.n_mels, runtime.right_context_frames) == (200, 80, 0)
-    mels = random_mels([5, 11], 80, seed=1)
+    mels = random_mels(80, [5, 11], seed=1)
     assert max_diff(runtime.vocode(mels), torch_vocode(vocoder, mels)) < PARITY_TOLERANCE
 
 
@@ -100,9 +96,9 @@ def test_full_fixture_vocoder_graph_is_valid(full_causal):
 def test_full_causal_parity_batch_1_and_8(full_causal):
     vocoder, path = full_causal
     runtime = VocoderRuntime(path, intra_op_threads=1)
-    single = random_mels([96], 80, seed=2)
+    single = random_mels(80, [96], seed=2)
     assert max_diff(runtime.vocode(single), torch_vocode(vocoder, single)) < PARITY_TOLERANCE
-    batch = random_mels(BATCH_8_FRAMES, 80, seed=3)
+    batch = random_mels(80, BATCH_8_FRAMES, seed=3)
     audio = runtime.vocode(batch)
     assert [len(a) for a in audio] == [n * 200 for n in BATCH_8_FRAMES]
     assert max_diff(audio, torch_vocode(vocoder, batch)) < PARITY_TOLERANCE
@@ -111,7 +107,7 @@ def test_full_causal_parity_batch_1_and_8(full_causal):
 def test_causal_padding_never_reaches_an_items_samples(full_causal):
     _, path = full_causal
     runtime = VocoderRuntime(path, intra_op_threads=1)
-    mels = random_mels(BATCH_8_FRAMES, 80, seed=4)
+    mels = random_mels(80, BATCH_8_FRAMES, seed=4)
     single = [runtime.vocode([mel])[0] for mel in mels]
     assert max_diff(runtime._run(mels), single) < 1e-5  # the plain padded batch, no tail recomputation
 
@@ -120,7 +116,7 @@ def test_noncausal_batched_equals_single(full_noncausal):
     vocoder, path = full_noncausal
     runtime = VocoderRuntime(path, intra_op_threads=1)
     assert runtime.right_context_frames > 0
-    mels = random_mels(BATCH_8_FRAMES, 80, seed=5)
+    mels = random_mels(80, BATCH_8_FRAMES, seed=5)
     single = [runtime.vocode([mel])[0] for mel in mels]
     # Zero padding after a shorter item does change that item's last frames...
     assert max_diff(runtime._run(mels), single) > PARITY_TOLERANCE
