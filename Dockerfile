@@ -11,7 +11,8 @@ COPY serving serving
 COPY export export
 COPY model_repository model_repository
 COPY scripts scripts
-RUN pip install --no-cache-dir "torch==2.13.0" && pip install --no-cache-dir -e ".[export]"
+# polygraphy runs the built engine for the speed check (scripts/build_engines.sh --bench).
+RUN pip install --no-cache-dir "torch==2.13.0" polygraphy && pip install --no-cache-dir -e ".[export]"
 ENTRYPOINT ["scripts/gpu_build.sh"]
 
 # triton: the NGC server with our python-backend models' dependencies (numpy<2 for the python stub)
