@@ -3,10 +3,10 @@
     scripts/bench.sh [--model-dir DIR] [--requests 32] [--profile]      (see --help)
 
 Same machine, model and texts for both systems. Prepares the model (the full-size fixture unless
---model-dir), exports it (with the code of this checkout) and generates the CPU model repository; then, one system at a time (never
-both at once): starts the baseline (bench/baseline_server.py), warms it up and runs its concurrency
-levels; starts tritonserver without the response cache, warms it up and runs ours. Writes
-results.json, summary.md, throughput.png and latency.png to --out (results/bench).
+--model-dir), exports it with this checkout's code and generates the CPU model repository; then,
+one system at a time (never both at once): starts the baseline (bench/baseline_server.py), warms it
+up and runs its concurrency levels; starts tritonserver without the response cache, warms it up and
+runs ours. Writes results.json, summary.md, throughput.png and latency.png to --out (results/bench).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ FLOOR_CONCURRENCY_LATENCY = 1      # issue 6: at concurrency 1, our p50 latency 
 
 
 def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
-    """The model directory, its export (redone when the source differs) and a description of the model."""
+    """The model directory, its export and a description of the model."""
     if args.model_dir:
         model_dir, description = args.model_dir.resolve(), f"model directory {args.model_dir.resolve()}"
         ModelDir(model_dir).voices()  # a wrong directory fails here, in one line, before anything runs
