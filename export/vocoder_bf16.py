@@ -1,0 +1,83 @@
+"""The BF16 CPU vocoder: convolutions in BF16, everything between them in FP32, saved as TorchScript.
+
+Where oneDNN finds AVX512-BF16 (or AMX) it runs a BF16 convolution several times faster than FP32 and
+accumulates in FP32. Only the convolutions' inputs and weights are rounded to BF16; their outputs go
+back to FP32, so the residual sums, sin, leaky ReLU and tanh keep FP32. On the universal HiFi-GAN V1
+and real speech that is both faster and closer to FP32 than casting the whole network to BF16
+(results/precision.md).
+
+The file is `<voice>/vocoder.bf16.pt` (serving.vocoder_precision.BF16_FILE), run by
+serving.runtime.vocoder_torch; its quality record is checked here against the FP32 ONNX vocoder on the
+voice's own acoustic-model mels (serving.vocoder_precision.BF16Check).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram
+from export.onnx_vocoder import VocoderMeta
+from serving.runtime.vocoder import VocoderRuntime
+from serving.runtime.vocoder_torch import META_FILE, TorchVocoderRuntime
+from serving.vocoder_precision import BF16Check
+
+TRACE_TOLERANCE = 1e-3  # max abs difference of the loaded TorchScript vs the module it was traced from
+
+
+class BF16Conv(nn.Module):
+    """A Conv1d / ConvTranspose1d with BF16 weights: FP32 in, BF16 arithmetic, FP32 out."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.conv = copy.deepcopy(conv).to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.to(torch.bfloat16)).float()
+
+
+def bf16_convolutions(vocoder: nn.Module) -> nn.Module:
+    """A copy of `vocoder` (weight norm folded) whose every Conv1d and ConvTranspose1d is a BF16Conv."""
+    if any(name.endswith(("weight_g", "weight_v")) for name, _ in vocoder.named_parameters()):
+        raise ValueError("the vocoder still has weight norm: call remove_weight_norm() first")
+    converted = copy.deepcopy(vocoder).eval()
+    for module in list(converted.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (nn.Conv1d, nn.ConvTranspose1d)):
+                setattr(module, name, BF16Conv(child))
+    return converted
+
+
+@torch.no_grad()
+def export_vocoder_bf16(vocoder: nn.Module, path: str | Path, meta: VocoderMeta) -> Path:
+    """Trace the BF16 version of `vocoder` and save it with `meta`; checks the saved file on other sizes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    converted = bf16_convolutions(vocoder)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(3, meta.n_mels, 37, generator=generator)  # odd sizes: no size passes for a constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, which stays dynamic
+        traced = torch.jit.trace(converted, (example,), check_trace=False)
+    traced.save(str(path), _extra_files={META_FILE: json.dumps(meta.as_props())})
+    other = torch.randn(2, meta.n_mels, 61, generator=generator)
+    diff = float((TorchVocoderRuntime(path).module(other) - converted(other)).abs().max())
+    if diff > TRACE_TOLERANCE:
+        raise ValueError(f"{path}: the traced BF16 vocoder differs from the module by {diff:.1e} on another size")
+    return path
+
+
+def bf16_check(fp32_onnx: Path, bf16_file: Path, mels: list[np.ndarray], analysis: MelConfig,
+               sentences: list[str]) -> BF16Check:
+    """Vocode `mels` ([frames, n_mels] each) with both files and compare the re-analysed outputs."""
+    fp32_audio = VocoderRuntime(fp32_onnx).vocode(mels)
+    bf16_audio = TorchVocoderRuntime(bf16_file).vocode(mels)
+    l1 = [log_mel_l1(log_mel_spectrogram(low, analysis), log_mel_spectrogram(ref, analysis))
+          for low, ref in zip(bf16_audio, fp32_audio)]
+    return BF16Check(sentences=list(sentences), l1_vs_fp32=[round(x, 5) for x in l1])
