@@ -1,11 +1,13 @@
 """Export a ModelScope Sambert-HifiGan model directory for serving, in one command:
 
-    python -m export MODEL_DIR --out DIR [--voice NAME ...]
+    python -m export MODEL_DIR --out DIR [--voice NAME ...] [--cpu-bf16-vocoder]
 
 For each voice (every voice of voices/voices.json by default; --voice may repeat), in voices.json order:
 load it strictly (export.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
 (export.onnx_vocoder) into DIR/<voice>/ with their checks, and compare ONNX Runtime with PyTorch on
-one sentence. Then write DIR/export.json (the first exported voice is the default voice).
+one sentence. With --cpu-bf16-vocoder, also write the BF16 CPU vocoder (export.vocoder_bf16) and its
+quality record against the FP32 vocoder (serving.vocoder_precision decides where it is served).
+Then write DIR/export.json (the first exported voice is the default voice).
 A mistake in the command or the model directory ends with one line, `error: ...`, and exit status 1.
 """
 
@@ -23,12 +25,15 @@ from export.loader import CheckpointError, LoadedVoice, load_voice
 from export.onnx_acoustic import export_acoustic
 from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+from export.mel import MelConfig
 from export.reference import synthesize
+from export.vocoder_bf16 import bf16_check, export_vocoder_bf16
 from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
 from serving.frontend import FrontEnd
 from serving.model_dir import ModelDir, ModelDirError, Voice
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
+from serving.vocoder_precision import BF16_FILE, CHECK_SENTENCES
 
 PARITY_SENTENCE = "欢迎使用语音合成服务，今天天气很好。"
 PARITY_TOLERANCE = 1e-3  # max abs difference of the mel and of the waveform, ONNX Runtime vs PyTorch
@@ -65,7 +70,7 @@ def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]
     return voices
 
 
-def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress) -> VoiceSpec:
+def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress, bf16_vocoder: bool) -> VoiceSpec:
     loaded = load_voice(model_dir, voice.name)
     progress(f"{voice.name}: loaded {voice.am_checkpoint.name} (acoustic) and {voice.voc_checkpoint.name} (vocoder)")
     voice_dir = out / voice.name
@@ -74,6 +79,8 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
     export_vocoder(loaded.vocoder, vocoder_path, kan_vocoder_meta(loaded.vocoder), log=lambda _: None)
     progress(f"{voice.name}: {VOCODER_FILE}: checked")
     check_parity(loaded, voice_dir, progress)
+    if bf16_vocoder:
+        export_bf16_vocoder(loaded, voice_dir, progress)
     return VoiceSpec(
         speakers=loaded.vocabulary.speakers,
         has_mask=voice.has_mask,
@@ -109,14 +116,29 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> No
         )
 
 
-def run(model_path: Path, out: Path, names: list[str] | None) -> Path:
+def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> None:
+    """Write the BF16 vocoder and its quality record: BF16 vs FP32 on the acoustic model's mels of CHECK_SENTENCES."""
+    path = export_vocoder_bf16(loaded.vocoder, voice_dir / BF16_FILE, kan_vocoder_meta(loaded.vocoder))
+    frontend = FrontEnd(loaded.vocabulary)
+    ids = [frontend(sentence)[0].ids for sentence in CHECK_SENTENCES]
+    mels = AcousticRuntime(voice_dir).synthesize(ids, [1.0] * len(ids))
+    audio = loaded.audio_config
+    analysis = MelConfig(sampling_rate=audio.sampling_rate, n_fft=audio.n_fft, hop_size=audio.hop_length,
+                         win_size=audio.win_length, num_mels=audio.n_mels, fmin=audio.fmin, fmax=audio.fmax)
+    check = bf16_check(voice_dir / VOCODER_FILE, path, mels, analysis, list(CHECK_SENTENCES))
+    check.write(voice_dir)
+    progress(f"{loaded.name}: {BF16_FILE}: {check.summary()} on {len(mels)} sentences: "
+             f"{'holds' if check.holds else 'does NOT hold (served in BF16 only if asked for explicitly)'}")
+
+
+def run(model_path: Path, out: Path, names: list[str] | None, bf16_vocoder: bool = False) -> Path:
     progress = Progress()
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file: give a directory")
     model_dir = ModelDir(model_path)
     voices = selected_voices(model_dir, names)
     progress(f"exporting {len(voices)} voice(s) of {model_dir.path}: {', '.join(v.name for v in voices)}")
-    specs = {voice.name: export_voice(model_dir, voice, out, progress) for voice in voices}
+    specs = {voice.name: export_voice(model_dir, voice, out, progress, bf16_vocoder) for voice in voices}
     audio = voices[0].audio
     config = ExportConfig(
         default_voice=voices[0].name,
@@ -136,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path, help="the downloaded model directory (configuration.json, voices/)")
     parser.add_argument("--out", type=Path, required=True, help="export directory (DIR/<voice>/*.onnx, DIR/export.json)")
     parser.add_argument("--voice", action="append", help="a voice to export (repeatable; default: every voice)")
+    parser.add_argument("--cpu-bf16-vocoder", action="store_true",
+                        help=f"also write the BF16 CPU vocoder (<voice>/{BF16_FILE}) and check it against FP32")
     args = parser.parse_args(argv)
     try:
-        run(args.model_dir, args.out, args.voice)
+        run(args.model_dir, args.out, args.voice, args.cpu_bf16_vocoder)
     except (ModelDirError, CheckpointError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
