@@ -21,6 +21,7 @@ from serving.export_config import ExportConfig, ExportConfigError
 from serving.limits import MAX_BATCH_SIZE
 from serving.steps.frontend import FrontendStep
 from serving.symbols import STREAMS
+from serving.vocoder_precision import AUTO, BF16, BF16_FILE, CHOICES, PrecisionError, choose, cpu_flags
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 ACOUSTIC_GRAPHS = ("encoder.onnx", "duration_step.onnx", "decoder_memory.onnx", "decoder_step.onnx", "postnet.onnx")
@@ -64,14 +65,22 @@ def copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def generate(export_dir: Path, out: Path, target: str) -> Path:
+def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print) -> Path:
+    """vocoder_precision (CPU target only): fp32, bf16 or auto (serving.vocoder_precision.choose)."""
     if target not in TARGETS:
         raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     export_dir, out = Path(export_dir), Path(out)
     config = ExportConfig.read(export_dir)
     voices = config.voice_names()
     catalog = FrontendStep(config).catalog()
-    values = dict(TARGETS[target], max_batch_size=MAX_BATCH_SIZE, streams=len(STREAMS), n_mels=config.audio.n_mels,
+    precision = "fp16"  # the GPU target serves the FP16 TensorRT engine
+    if target == "cpu":
+        try:
+            precision, why = choose(export_dir, voices, vocoder_precision, cpu_flags())
+        except PrecisionError as e:
+            raise RepositoryError(str(e)) from None
+        log(f"CPU vocoder precision: {precision} ({why})")
+    values = dict(TARGETS[target], vocoder_precision=precision, max_batch_size=MAX_BATCH_SIZE, streams=len(STREAMS), n_mels=config.audio.n_mels,
                   warmup_tokens=WARMUP_TOKENS, warmup_frames=WARMUP_FRAMES,
                   voices_json=pbtxt_string(json.dumps(catalog, ensure_ascii=False)))
     if out.exists():
@@ -92,7 +101,8 @@ def generate(export_dir: Path, out: Path, target: str) -> Path:
             copy(export_dir / voice / graph, out / "acoustic" / "1" / voice / graph)
     if target == "cpu":
         for voice in voices:
-            copy(export_dir / voice / "vocoder.onnx", out / "vocoder" / "1" / voice / "vocoder.onnx")
+            vocoder_file = BF16_FILE if precision == BF16 else "vocoder.onnx"
+            copy(export_dir / voice / vocoder_file, out / "vocoder" / "1" / voice / vocoder_file)
     else:
         # Triton's tensorrt backend runs one engine per model and an ensemble cannot route by voice.
         hashes = {v: sha256(export_dir / v / "vocoder.onnx") for v in voices}
@@ -117,9 +127,12 @@ def main() -> None:
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--target", choices=sorted(TARGETS), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
+    parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO,
+                        help="CPU target: the vocoder's precision; auto picks BF16 where the CPU and the export's "
+                             "quality record allow it (default auto)")
     args = parser.parse_args()
     try:
-        out = generate(args.export_dir, args.out, args.target)
+        out = generate(args.export_dir, args.out, args.target, args.vocoder_precision)
     except (RepositoryError, ExportConfigError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote the {args.target} model repository to {out}")

@@ -11,15 +11,24 @@ from pathlib import Path
 import numpy as np
 
 from serving.export_config import ExportConfig
-from serving.runtime.vocoder import VocoderRuntime
+from serving.runtime.vocoder import FILE_NAME, VocoderRuntime
+from serving.vocoder_precision import BF16, BF16_FILE, FP32, PRECISIONS, PrecisionError
 
 
 class VocoderStep:
     def __init__(self, config: ExportConfig, export_dir: Path, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None):
+                 intra_op_threads: int | None = None, precision: str = FP32):
         self.hop = config.audio.hop_length
-        self.runtimes = [VocoderRuntime(Path(export_dir) / name / "vocoder.onnx", providers, intra_op_threads)
-                         for name in config.voice_names()]
+        if precision not in PRECISIONS:
+            raise PrecisionError(f"unknown vocoder precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if precision == BF16:
+            from serving.runtime.vocoder_torch import TorchVocoderRuntime  # torch: only where BF16 is chosen
+
+            self.runtimes = [TorchVocoderRuntime(Path(export_dir) / name / BF16_FILE, intra_op_threads)
+                             for name in config.voice_names()]
+        else:
+            self.runtimes = [VocoderRuntime(Path(export_dir) / name / FILE_NAME, providers, intra_op_threads)
+                             for name in config.voice_names()]
 
     def process(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """requests: per request MEL [S, n_mels, F], FRAMES [S, 1], VOICE_INDEX [S, 1] -> WAV [S, 1, F*hop]."""

@@ -17,7 +17,8 @@ class TritonPythonModel:
         version_dir = Path(__file__).parent
         self.step = VocoderStep(ExportConfig.read(version_dir), version_dir,
                                 providers=parameters["providers"].split(","),
-                                intra_op_threads=int(parameters["intra_op_threads"]))
+                                intra_op_threads=int(parameters["intra_op_threads"]),
+                                precision=parameters["precision"])
 
     def execute(self, requests):
         batch = [{key: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name, key in INPUTS.items()}
