@@ -76,13 +76,8 @@ class VocoderRuntime:
         batch = np.zeros((len(mels), self.n_mels, longest), dtype=np.float32)
         for row, mel in enumerate(mels):
             batch[row, :, : len(mel)] = mel.T
-        audio = self._forward(batch)
-        return [audio[row, 0, : len(mel) * self.hop_length].copy() for row, mel in enumerate(mels)]
-
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 mel [batch, n_mels, frames] -> float32 audio [batch, 1, frames * hop_length]."""
         (audio,) = self.session.run(None, {INPUT_NAME: batch})
-        return audio
+        return [audio[row, 0, : len(mel) * self.hop_length].copy() for row, mel in enumerate(mels)]
 
     def _redo_padded_tails(self, mels: list[np.ndarray], audio: list[np.ndarray]) -> None:
         """Recompute the samples of each shorter item that saw the padding, from a segment of that item alone."""

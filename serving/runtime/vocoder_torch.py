@@ -1,8 +1,14 @@
 """The BF16 CPU vocoder: the TorchScript file that `python -m export --cpu-bf16-vocoder` writes, run by torch.
 
 The only module of `serving` that imports torch, and only a deployment that chooses BF16 imports it
-(serving.vocoder_precision). It loads the saved TorchScript, not the export package's classes. Batching,
-trimming and the recomputed tails of a non-causal vocoder are VocoderRuntime's; only the forward differs.
+(serving.vocoder_precision). It loads the saved TorchScript, not the export package's classes.
+
+Unlike the FP32 runtime it vocodes the items of a batch one at a time, each at its own length. oneDNN
+sums in a different order for a different input length, and rounding to BF16 between the layers turns
+those last-bit differences into audible ones: a trained vocoder's item padded to a longer batch differs
+from the same item alone by ~0.03 log-mel L1 everywhere, not only near its end (results/precision.md).
+One at a time, an item is bit-identical to its single run, and on this CPU it is no slower: BF16 conv
+throughput does not grow with the batch.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class TorchVocoderRuntime(VocoderRuntime):
         self.n_mels = int(props[META_N_MELS])
         self.right_context_frames = int(props[META_RIGHT_CONTEXT])
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def vocode(self, mels: list[np.ndarray]) -> list[np.ndarray]:
+        """mels: float32 [frames_i, n_mels] each -> float32 audio [frames_i * hop_length] each."""
+        mels = [self._checked(i, mel) for i, mel in enumerate(mels)]
         with torch.inference_mode():
-            return self.module(torch.from_numpy(batch)).numpy()
+            return [self.module(torch.from_numpy(np.ascontiguousarray(mel.T[None])))[0, 0].numpy() for mel in mels]
