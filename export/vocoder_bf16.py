@@ -1,4 +1,4 @@
-"""The BF16 CPU vocoder: convolutions in BF16, everything between them in FP32, saved as TorchScript.
+"""The BF16 CPU vocoder: convolutions in BF16, everything between them in FP32, saved by torch.export.
 
 Where oneDNN finds AVX512-BF16 (or AMX) it runs a BF16 convolution several times faster than FP32 and
 accumulates in FP32. Only the convolutions' inputs and weights are rounded to BF16; their outputs go
@@ -6,7 +6,7 @@ back to FP32, so the residual sums, sin, leaky ReLU and tanh keep FP32. On the u
 and real speech that is both faster and closer to FP32 than casting the whole network to BF16
 (results/precision.md).
 
-The file is `<voice>/vocoder.bf16.pt` (serving.vocoder_precision.BF16_FILE), run by
+The file is `<voice>/vocoder.bf16.pt2` (serving.vocoder_precision.BF16_FILE), run by
 serving.runtime.vocoder_torch; its quality record is checked here against the FP32 ONNX vocoder on the
 voice's own acoustic-model mels (serving.vocoder_precision.BF16Check).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from serving.runtime.vocoder import VocoderRuntime
 from serving.runtime.vocoder_torch import META_FILE, TorchVocoderRuntime
 from serving.vocoder_precision import BF16Check
 
-TRACE_TOLERANCE = 1e-3  # max abs difference of the loaded TorchScript vs the module it was traced from
+SAVED_TOLERANCE = 1e-6  # max abs difference of the loaded program vs the module it was exported from
 
 
 class BF16Conv(nn.Module):
@@ -56,20 +55,24 @@ def bf16_convolutions(vocoder: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def export_vocoder_bf16(vocoder: nn.Module, path: str | Path, meta: VocoderMeta) -> Path:
-    """Trace the BF16 version of `vocoder` and save it with `meta`; checks the saved file on other sizes."""
+    """Export the BF16 version of `vocoder` (dynamic batch and frames) and save it with `meta`.
+
+    Checks the saved program against the module on other sizes, a single frame included."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     converted = bf16_convolutions(vocoder)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(3, meta.n_mels, 37, generator=generator)  # odd sizes: no size passes for a constant
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, which stays dynamic
-        traced = torch.jit.trace(converted, (example,), check_trace=False)
-    traced.save(str(path), _extra_files={META_FILE: json.dumps(meta.as_props())})
-    other = torch.randn(2, meta.n_mels, 61, generator=generator)
-    diff = float((TorchVocoderRuntime(path).module(other) - converted(other)).abs().max())
-    if diff > TRACE_TOLERANCE:
-        raise ValueError(f"{path}: the traced BF16 vocoder differs from the module by {diff:.1e} on another size")
+    dynamic = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("frames", min=1)}
+    program = torch.export.export(converted, (example,), dynamic_shapes=(dynamic,))
+    torch.export.save(program, str(path), extra_files={META_FILE: json.dumps(meta.as_props())})
+    saved = TorchVocoderRuntime(path).module
+    for batch, frames in ((2, 61), (1, 1)):
+        other = torch.randn(batch, meta.n_mels, frames, generator=generator)
+        diff = float((saved(other) - converted(other)).abs().max())
+        if diff > SAVED_TOLERANCE:
+            raise ValueError(f"{path}: the saved BF16 vocoder differs from the module by {diff:.1e} at "
+                             f"{batch} x {frames} frames")
     return path
 
 

