@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from export.fixtures import am_config
 from export.reference import synthesize, synthesize_mel
 from export.sambert import (
     KanTtsSambert,
@@ -22,48 +23,8 @@ from serving.symbols import Vocabulary
 
 torch.set_num_threads(1)
 
-# KAN-TTS kantts/configs/sambert_16k.yaml, Model.KanTtsSAMBERT.params
-PARAMS_16K = {
-    "max_len": 800,
-    "embedding_dim": 512,
-    "encoder_num_layers": 8,
-    "encoder_num_heads": 8,
-    "encoder_num_units": 128,
-    "encoder_ffn_inner_dim": 1024,
-    "encoder_dropout": 0.1,
-    "encoder_attention_dropout": 0.1,
-    "encoder_relu_dropout": 0.1,
-    "encoder_projection_units": 32,
-    "speaker_units": 32,
-    "emotion_units": 32,
-    "predictor_filter_size": 41,
-    "predictor_fsmn_num_layers": 3,
-    "predictor_num_memory_units": 128,
-    "predictor_ffn_inner_dim": 256,
-    "predictor_dropout": 0.1,
-    "predictor_shift": 0,
-    "predictor_lstm_units": 128,
-    "dur_pred_prenet_units": [128, 128],
-    "dur_pred_lstm_units": 128,
-    "decoder_prenet_units": [256, 256],
-    "decoder_num_layers": 12,
-    "decoder_num_heads": 8,
-    "decoder_num_units": 128,
-    "decoder_ffn_inner_dim": 1024,
-    "decoder_dropout": 0.1,
-    "decoder_attention_dropout": 0.1,
-    "decoder_relu_dropout": 0.1,
-    "outputs_per_step": 3,
-    "num_mels": 80,
-    "postnet_filter_size": 41,
-    "postnet_fsmn_num_layers": 4,
-    "postnet_num_memory_units": 256,
-    "postnet_ffn_inner_dim": 512,
-    "postnet_dropout": 0.1,
-    "postnet_shift": 17,
-    "postnet_lstm_units": 128,
-    "MAS": False,
-}
+# KAN-TTS kantts/configs/sambert_16k.yaml, Model.KanTtsSAMBERT.params, as the fixtures write it
+PARAMS_16K = am_config("full")["Model"]["KanTtsSAMBERT"]["params"]
 # Same structure, small widths; odd sizes so that no two dimensions can be confused.
 PARAMS_TINY = {
     **PARAMS_16K,
