@@ -54,6 +54,9 @@ def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Memory patterns are planned and kept per input shape; our shapes change with every batch, so
+    # the plans pile up and a server's memory grows for as long as new shapes arrive.
+    options.enable_mem_pattern = False
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
     return options

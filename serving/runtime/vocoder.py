@@ -37,6 +37,9 @@ class VocoderModelError(ValueError):
 class VocoderRuntime:
     def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
         options = ort.SessionOptions()
+        # Memory patterns are planned and kept per input shape; batch and frame counts change with every
+        # call, so the plans would pile up and the server's memory grow for as long as new shapes arrive.
+        options.enable_mem_pattern = False
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
