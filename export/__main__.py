@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from export.loader import CheckpointError, LoadedVoice, load_voice
+from export.mel import MelConfig
 from export.onnx_acoustic import export_acoustic
 from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-from export.mel import MelConfig
 from export.reference import synthesize
 from export.vocoder_bf16 import bf16_check, export_vocoder_bf16
 from serving.export_config import AudioSpec, ExportConfig, VoiceSpec

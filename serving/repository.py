@@ -80,8 +80,8 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         except PrecisionError as e:
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {precision} ({why})")
-    values = dict(TARGETS[target], vocoder_precision=precision, max_batch_size=MAX_BATCH_SIZE, streams=len(STREAMS), n_mels=config.audio.n_mels,
-                  warmup_tokens=WARMUP_TOKENS, warmup_frames=WARMUP_FRAMES,
+    values = dict(TARGETS[target], max_batch_size=MAX_BATCH_SIZE, streams=len(STREAMS), n_mels=config.audio.n_mels,
+                  vocoder_precision=precision, warmup_tokens=WARMUP_TOKENS, warmup_frames=WARMUP_FRAMES,
                   voices_json=pbtxt_string(json.dumps(catalog, ensure_ascii=False)))
     if out.exists():
         shutil.rmtree(out)
