@@ -1,0 +1,46 @@
+"""The soak of scripts/soak.py, shortened to about a minute on the tiny fixture (the same code and checks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.fixtures import DEFAULT_VOICES
+from scripts.soak import run_soak, write_outputs
+from serving.repository import generate
+
+SOAK_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def repository(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    export_dir = tmp_path_factory.mktemp("soak_export")
+    # One voice halves the export; the soak speaks with the default voice only.
+    subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(export_dir),
+                    "--voice", DEFAULT_VOICES[0]], check=True)
+    return generate(export_dir, tmp_path_factory.mktemp("soak_repo") / "model_repository", "cpu")
+
+
+def test_one_minute_soak_over_both_protocols(repository: Path, tmp_path: Path):
+    report = run_soak(repository, SOAK_S, grpc_threads=8, http_threads=8, sample_interval_s=1.0,
+                      log_path=tmp_path / "tritonserver.log")
+    failed = {name: check.detail for name, check in report.checks.items() if not check.passed}
+    assert not failed, failed
+    assert set(report.checks) == {"failures", "lengths", "audio", "memory"}
+    # Every thread got answers, over both protocols, for all three text lengths.
+    answered = [r for r in report.requests if r.samples is not None]
+    assert {r.thread for r in answered} == set(range(16))
+    assert {(r.protocol, r.kind) for r in answered} == {(p, k) for p in ("grpc", "http")
+                                                         for k in ("short", "medium", "long")}
+    assert len(report.kept_audio_diffs) == 16
+    assert report.memory[-1].processes == 5  # tritonserver and the four python-backend stubs, none lost
+
+    paths = write_outputs(report, tmp_path / "out")
+    results = json.loads(paths[0].read_text())
+    assert results["passed"] and results["summary"]["failed"] == 0
+    assert results["summary"]["requests"] == len(report.requests)
+    assert all(p.stat().st_size > 0 for p in paths)
