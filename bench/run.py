@@ -52,13 +52,15 @@ def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
             make_model_dir(model_dir, size=args.fixture_size)
     export_dir = args.work / "export"
     stamp = export_dir / ".source"
-    if not (args.reuse_export and stamp.exists() and stamp.read_text() == str(model_dir)):
+    source = shlex.join([str(model_dir), *args.export_arg])
+    if not (args.reuse_export and stamp.exists() and stamp.read_text() == source):
         print(f"[bench] exporting {model_dir} to {export_dir}", flush=True)
         shutil.rmtree(export_dir, ignore_errors=True)
-        exported = subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir)], cwd=ROOT)
+        command = [sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir), *args.export_arg]
+        exported = subprocess.run(command, cwd=ROOT)
         if exported.returncode != 0:
             raise BenchError(f"the export of {model_dir} failed (its message is above)")
-        stamp.write_text(str(model_dir))
+        stamp.write_text(source)
     return model_dir, export_dir, description
 
 
@@ -144,6 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line to put at the top of the summary (e.g. 'provisional')")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench", help="fixture, export, repository, logs (build/bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="(results/bench)")
+    parser.add_argument("--export-arg", action="append", default=[], help="an option for python -m export, "
+                        "e.g. --export-arg=--cpu-bf16-vocoder (repeatable)")
     parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
                         "same model directory (made by older code, perhaps: not for the figures you publish)")
     args = parser.parse_args(argv)
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M"), "command": shlex.join(["scripts/bench.sh", *(argv or sys.argv[1:])]),
             "note": args.note, "machine": describe_machine(), "model": model, "requests_per_level": args.requests,
             "warmup": args.warmup, "seed": args.seed, "protocol": args.protocol,
-            "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
+            "export_args": args.export_arg, "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
             "ours_onnxruntime_threads": TARGETS["cpu"]["intra_op_threads"],
             "tritonserver": systems.get("ours", {}).get("tritonserver", "n/a"),
             "duration_s": time.perf_counter() - started,
