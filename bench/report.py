@@ -114,7 +114,8 @@ def write_summary(results: dict, path: Path) -> None:
         f"eager PyTorch FP32 ({meta['baseline_torch_threads']} torch threads) behind a single-threaded HTTP server "
         "(bench/baseline_server.py). Ours: tritonserver without the response cache, the `tts` ensemble through "
         f"tts_client over {meta['protocol']} ({meta['ours_onnxruntime_threads']} ONNX Runtime threads per model; "
-        f"exported with `python -m export {' '.join(['MODEL_DIR', '--out', 'DIR', *meta['export_args']])}`).", "",
+        f"exported with `python -m export {' '.join(['MODEL_DIR', '--out', 'DIR', *meta['export_args']])}`"
+        + "".join(f"; {line}" for line in meta["repository"]) + ").", "",
         "Throughput is audio seconds produced per wall second over the level (first request sent to last answer); "
         "RTF is its inverse (wall seconds per audio second); latencies are per request, end to end at the client. "
         "Memory is the peak sum of RSS over the server's process tree during the level (PSS in results.json). "

@@ -31,6 +31,7 @@ from serving.export_config import ExportConfigError
 from serving.launcher import LauncherError
 from serving.model_dir import ModelDir, ModelDirError
 from serving.repository import TARGETS, RepositoryError, generate
+from serving.vocoder_precision import AUTO, CHOICES
 
 FLOOR_CONCURRENCY_THROUGHPUT = 8   # issue 6: at concurrency 8, ours >= 2x the baseline's throughput
 FLOOR_THROUGHPUT_RATIO = 2.0
@@ -148,6 +149,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="(results/bench)")
     parser.add_argument("--export-arg", action="append", default=[], help="an option for python -m export, "
                         "e.g. --export-arg=--cpu-bf16-vocoder (repeatable)")
+    parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO, help="ours: the CPU vocoder's "
+                        "precision, as for python -m serving.repository (auto: BF16 where the export has a BF16 "
+                        "vocoder that holds the quality bound and the CPU computes BF16 natively, else FP32)")
     parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
                         "same model directory (made by older code, perhaps: not for the figures you publish)")
     args = parser.parse_args(argv)
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         model_dir, export_dir, model = prepare_model(args)
-        repository = generate(export_dir, args.work / "model_repository", "cpu")
+        repository_log: list[str] = []
+        repository = generate(export_dir, args.work / "model_repository", "cpu", args.vocoder_precision,
+                              log=lambda line: (print(f"[bench] {line}", flush=True), repository_log.append(line)))
 
         # One pool: every text of the run is unique; a level gets the same texts on both systems.
         pool = TextPool(args.seed)
@@ -192,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M"), "command": shlex.join(["scripts/bench.sh", *(argv or sys.argv[1:])]),
             "note": args.note, "machine": describe_machine(), "model": model, "requests_per_level": args.requests,
             "warmup": args.warmup, "seed": args.seed, "protocol": args.protocol,
-            "export_args": args.export_arg, "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
+            "export_args": args.export_arg, "repository": repository_log,
+            "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
             "ours_onnxruntime_threads": TARGETS["cpu"]["intra_op_threads"],
             "tritonserver": systems.get("ours", {}).get("tritonserver", "n/a"),
             "duration_s": time.perf_counter() - started,
