@@ -62,7 +62,7 @@ MEMORY_WINDOW_START = 0.2      # ... i.e. from 20% of the run to its end
 MEMORY_SAMPLES_AVERAGED = 3    # median of this many samples at each end of the window, against one-off spikes
 AUDIO_TOLERANCE = 1e-3         # served audio vs the same text run alone in this process (as tests/test_server.py)
 REQUEST_TIMEOUT_S = 600.0      # generous: a long text waits behind 15 others on a shared 2-core machine
-THROUGHPUT_BINS = 30           # points of the throughput curve
+THROUGHPUT_WINDOW = 0.1        # throughput curve: completions over the last 10% of the run, at every memory sample
 WARMUP_ROUNDS = 2              # long texts per thread, all threads at once, before the timed run
 
 
@@ -241,8 +241,7 @@ def run_soak(repository: Path, duration_s: float, grpc_threads: int = 8, http_th
     reference = Reference(repository)  # fails early on a wrong repository
     config = dict(duration_s=duration_s, grpc_threads=grpc_threads, http_threads=http_threads,
                   concurrency=grpc_threads + http_threads, sample_interval_s=sample_interval_s, seed=seed,
-                  warmup_rounds=warmup_rounds,
-                  repository=str(repository), response_cache=False, sample_rate=reference.sample_rate)
+                  warmup_rounds=warmup_rounds, repository=str(repository), response_cache=False, sample_rate=reference.sample_rate)
     server = TritonServer(repository, log_path=log_path)
     try:
         server.start()
@@ -324,14 +323,17 @@ def rss_growth(memory: list[MemorySample], duration_s: float) -> tuple[float, fl
 
 
 def throughput(report: SoakReport) -> list[dict]:
-    """Completed requests per second and audio seconds per wall second in equal bins of the run."""
-    bin_s = report.config["duration_s"] / THROUGHPUT_BINS
-    bins = []
-    for b in range(int(np.ceil(report.wall_s / bin_s))):
-        done = [r for r in report.requests if b * bin_s <= r.end_s < (b + 1) * bin_s and r.samples is not None]
-        bins.append(dict(t_s=round((b + 0.5) * bin_s, 2), requests_per_s=len(done) / bin_s,
-                         audio_s_per_s=sum(r.samples for r in done) / report.config["sample_rate"] / bin_s))
-    return bins
+    """Requests per second and audio seconds per wall second over a sliding window (a tenth of the run:
+    large batches finish many requests at once, so shorter windows only show the batches)."""
+    window_s = THROUGHPUT_WINDOW * report.config["duration_s"]
+    points = []
+    for m in report.memory:
+        if m.t_s < window_s:
+            continue
+        done = [r for r in report.requests if m.t_s - window_s < r.end_s <= m.t_s and r.samples is not None]
+        points.append(dict(t_s=m.t_s, window_s=window_s, requests_per_s=len(done) / window_s,
+                           audio_s_per_s=sum(r.samples for r in done) / report.config["sample_rate"] / window_s))
+    return points
 
 
 def summarize(report: SoakReport) -> dict:
@@ -356,6 +358,8 @@ def write_outputs(report: SoakReport, out_dir: Path, note: str = "") -> list[Pat
                    checks={name: asdict(c) for name, c in report.checks.items()},
                    kept_audio=report.kept_audio_diffs, throughput=throughput(report),
                    memory=[asdict(m) for m in report.memory],
+                   memory_growth=dict(zip(("start_mib", "end_mib", "growth"),
+                                          rss_growth(report.memory, report.config["duration_s"]))),
                    failures=[asdict(r) for r in report.warmup + report.requests if r.error is not None][:50])
     json_path = out_dir / "soak.json"
     json_path.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n")
@@ -406,13 +410,18 @@ def plot(results: dict, path: Path) -> Path:
     top.plot([m["t_s"] / 60 for m in memory], [m["pss_mib"] for m in memory], label="PSS", linestyle="--")
     top.axvspan(MEMORY_WINDOW_START * duration_min, duration_min, color="grey", alpha=0.12,
                 label=f"growth window (bound {MAX_RSS_GROWTH:.0%})")
+    bound = results["memory_growth"]["start_mib"] * (1 + MAX_RSS_GROWTH)
+    if np.isfinite(bound):  # nan when the run was too short for the window
+        top.axhline(bound, color="red", linewidth=0.8, linestyle=":",
+                    label=f"+{MAX_RSS_GROWTH:.0%} over the window's start")
     top.set(ylabel="MiB", title="Resident memory of the tritonserver process tree")
-    top.set_ylim(bottom=0)
-    bins = results["throughput"]
-    t = [b["t_s"] / 60 for b in bins]
-    bottom.plot(t, [b["audio_s_per_s"] for b in bins], marker=".", label="audio s / wall s")
-    bottom.plot(t, [b["requests_per_s"] for b in bins], marker=".", label="requests / s")
-    bottom.set(xlabel="minutes", ylabel="per second", title="Throughput")
+    top.set_ylim(0, np.nanmax([bound] + [m["rss_mib"] for m in memory]) * 1.08)
+    points = results["throughput"]
+    t = [p["t_s"] / 60 for p in points]
+    bottom.plot(t, [p["audio_s_per_s"] for p in points], label="audio s / wall s")
+    bottom.plot(t, [p["requests_per_s"] for p in points], label="requests / s")
+    window = f" (over the last {points[0]['window_s']:.0f} s)" if points else ""
+    bottom.set(xlabel="minutes", ylabel="per second", title="Throughput" + window)
     bottom.set_ylim(bottom=0)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
