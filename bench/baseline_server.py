@@ -4,11 +4,15 @@ What a careful user of the "ModelScope pipeline behind Flask" approach runs: eve
 at start, the same text front end and vocoder as the Triton server, inference mode, FP32, torch using
 every core, and a single-threaded server, so requests queue behind each other (its defining property).
 
-    .venv/bin/python -m bench.baseline_server --model-dir DIR [--port 8100]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.baseline_server --model-dir DIR [--port 8100]
+
+OMP_WAIT_POLICY=PASSIVE (bench.systems sets it): OpenMP's default busy-waiting makes torch several
+times slower whenever anything else runs on the cores (on a shared 2-core machine, 103 s instead of
+14 s for the same six texts); a careful user turns it off.
 
     POST /synthesize  {"text": "...", "voice": optional, "emotion": optional}
                       -> 200 audio/wav (16-bit PCM, mono), or 400 {"error": "..."} for a bad request
-    GET  /health      -> 200 {"status": "ready", "voices": [...]}
+    GET  /health      -> 200 {"status": "ready", "voices": [...], "settings": {torch threads, ...}}
 """
 
 from __future__ import annotations
@@ -82,6 +86,12 @@ class BaselineTTS:
         return join_sentences(wav, frames, pauses, hop, sample_rate)[0], sample_rate
 
 
+def settings() -> dict:
+    """The settings that decide the baseline's speed, as /health reports them."""
+    return {"torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "torch": torch.__version__, "precision": "fp32"}
+
+
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM mono WAV file bytes."""
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
@@ -102,7 +112,7 @@ def make_handler(tts: BaselineTTS) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path != "/health":
                 return self.send_json(HTTPStatus.NOT_FOUND, {"error": "use GET /health or POST /synthesize"})
-            self.send_json(HTTPStatus.OK, {"status": "ready", "voices": list(tts.voices)})
+            self.send_json(HTTPStatus.OK, {"status": "ready", "voices": list(tts.voices), "settings": settings()})
 
         def do_POST(self) -> None:
             if self.path != "/synthesize":
@@ -146,8 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     tts = BaselineTTS(args.model_dir, args.threads)
     server = OneAtATimeServer(("127.0.0.1", args.port), make_handler(tts))
-    print(f"baseline ready on 127.0.0.1:{args.port} (voices: {', '.join(tts.voices)}, "
-          f"torch threads: {torch.get_num_threads()})", flush=True)
+    print(f"baseline ready on 127.0.0.1:{args.port} (voices: {', '.join(tts.voices)}; {settings()})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -111,7 +111,8 @@ def write_summary(results: dict, path: Path) -> None:
         + f", tritonserver {meta.get('tritonserver', 'n/a')}.", "",
         f"Model: {meta['model']}. Texts: {meta['requests_per_level']} unique Chinese texts per level (short, "
         f"medium, long in turn; seed {meta['seed']}), {meta['warmup']} warm-up requests per system. Baseline: "
-        f"eager PyTorch FP32 ({meta['baseline_torch_threads']} torch threads) behind a single-threaded HTTP server "
+        f"eager PyTorch ({', '.join(f'{k} {v}' for k, v in meta['baseline_settings'].items())}) behind a "
+        "single-threaded HTTP server "
         "(bench/baseline_server.py). Ours: tritonserver without the response cache, the `tts` ensemble through "
         f"tts_client over {meta['protocol']} ({meta['ours_onnxruntime_threads']} ONNX Runtime threads per model; "
         f"exported with `python -m export {' '.join(['MODEL_DIR', '--out', 'DIR', *meta['export_args']])}`"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shlex
 import shutil
 import subprocess
@@ -75,6 +74,8 @@ def measure(system, warmup: list[str], texts: dict[int, list[str]], stats: bool 
         print(f"[bench] {system.name} ready after {result['start_s']:.1f} s; {len(warmup)} warm-up request(s)", flush=True)
         if stats:
             result["tritonserver"] = system.version()
+        else:
+            result["settings"] = system.settings
         for text in warmup:
             try:
                 system.send(text)
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             "note": args.note, "machine": describe_machine(), "model": model, "requests_per_level": args.requests,
             "warmup": args.warmup, "seed": args.seed, "protocol": args.protocol,
             "export_args": args.export_arg, "repository": repository_log,
-            "baseline_torch_threads": args.baseline_threads or os.cpu_count(),
+            "baseline_settings": systems.get("baseline", {}).get("settings", {}),
             "ours_onnxruntime_threads": TARGETS["cpu"]["intra_op_threads"],
             "tritonserver": systems.get("ours", {}).get("tritonserver", "n/a"),
             "duration_s": time.perf_counter() - started,

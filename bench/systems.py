@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ class BaselineSystem:
         self.ready_timeout_s = ready_timeout_s
         self.port = free_port()
         self.process: subprocess.Popen | None = None
+        self.settings: dict = {}  # as its /health reports them
 
     @property
     def pid(self) -> int:
@@ -46,8 +48,10 @@ class BaselineSystem:
         if self.threads:
             command += ["--threads", str(self.threads)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/baseline_server.py; an explicit setting wins
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -55,8 +59,8 @@ class BaselineSystem:
                                  f"see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
+                    self.settings = json.load(r)["settings"]
+                    return self
             except OSError:
                 time.sleep(0.3)
         self.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -83,6 +84,7 @@ def test_triton_process_tree_and_statistics(results):
     data, _ = results
     ours = data["systems"]["ours"]
     assert ours["tritonserver"].count(".") == 2
+    assert data["meta"]["baseline_settings"]["omp_wait_policy"] in ("PASSIVE", os.environ.get("OMP_WAIT_POLICY"))
     for level in ours["levels"]:
         # tritonserver and one python-backend stub per python model instance
         assert level["memory"]["processes"] >= 5
@@ -156,7 +158,9 @@ def test_baseline_server_answers_wav_and_clear_errors(model_dir, torch_threads_r
     port = server.server_address[1]
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
-            assert json.load(r) == {"status": "ready", "voices": [DEFAULT_VOICES[0]]}
+            health = json.load(r)
+        assert health["status"] == "ready" and health["voices"] == [DEFAULT_VOICES[0]]
+        assert health["settings"]["torch_threads"] == 1 and health["settings"]["precision"] == "fp32"
         text = "今天天气很好。我们去公园散步吧。"
         status, body = post(port, {"text": text})
         assert status == 200
