@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.texts import kind_of
+from bench.texts import KINDS, kind_of
 
 # A sender speaks one text and returns the seconds of audio it got back (raises on any failure).
 Sender = Callable[[str], float]
@@ -38,6 +38,7 @@ class LevelResult:
     rtf: float                  # real-time factor: wall seconds per audio second (1 / audio_per_wall)
     requests_per_s: float
     latency_s: dict[str, float]  # p50, p90, p99, mean, max over the requests that succeeded
+    latency_by_kind_s: dict[str, dict[str, float]]  # the same per text length (short, medium, long)
     loadavg: dict[str, float]    # the machine's 1-minute load average before and after (other work skews timings)
     records: list[RequestRecord]
 
@@ -95,5 +96,7 @@ def run_level(send: Sender, texts: list[str], concurrency: int, label: str) -> L
         concurrency=concurrency, requests=len(texts), failed=len(texts) - len(ok), wall_s=wall, audio_s=audio,
         audio_per_wall=audio / wall, rtf=wall / audio if audio else float("inf"),
         requests_per_s=len(ok) / wall, latency_s=latency_summary([r.latency_s for r in ok]),
+        latency_by_kind_s={kind: latency_summary([r.latency_s for r in ok if r.kind == kind])
+                           for kind in KINDS if any(r.kind == kind for r in ok)},
         loadavg={"before": load_before, "after": os.getloadavg()[0]}, records=records,
     )

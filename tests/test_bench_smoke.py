@@ -78,6 +78,9 @@ def test_level_figures_are_consistent(results):
             assert min(r["latency_s"] for r in records) <= latency["p50"] <= latency["p90"] <= latency["p99"]
             assert latency["p99"] <= latency["max"] == pytest.approx(max(r["latency_s"] for r in records))
             assert level["memory"]["rss_mib"] > 50
+            # Two requests per level: the first short, the second medium (texts alternate by length).
+            assert {k: v["max"] for k, v in level["latency_by_kind_s"].items()} == pytest.approx(
+                {"short": records[0]["latency_s"], "medium": records[1]["latency_s"]})
 
 
 def test_triton_process_tree_and_statistics(results):
