@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -119,14 +120,20 @@ class Reference:
 
     def __init__(self, repository: Path):
         acoustic_dir, vocoder_dir = repository / "acoustic" / "1", repository / "vocoder" / "1"
+        if not (acoustic_dir / "export.json").is_file():
+            raise SoakError(f"{repository} is not a generated model repository (no acoustic/1/export.json): "
+                            "generate one with python -m serving.repository EXPORT_DIR --target cpu")
         config = ExportConfig.read(acoustic_dir)
-        if not all((vocoder_dir / voice / "vocoder.onnx").is_file() for voice in config.voice_names()):
-            raise SoakError(f"{repository} is not a CPU model repository (no vocoder/1/<voice>/vocoder.onnx): "
+        # The vocoder's precision, as the server's vocoder model reads it from its config.
+        precision = re.search(r'key: "precision" value \{ string_value: "(\w+)" \}',
+                              (repository / "vocoder" / "config.pbtxt").read_text())
+        if precision is None:
+            raise SoakError(f"{repository} is not a CPU model repository (its vocoder has no precision parameter): "
                             "generate one with python -m serving.repository EXPORT_DIR --target cpu")
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
         self.frontend = FrontendStep(config)
         self.acoustic = AcousticStep(config, acoustic_dir, intra_op_threads=1)
-        self.vocoder = VocoderStep(config, vocoder_dir, intra_op_threads=1)
+        self.vocoder = VocoderStep(config, vocoder_dir, intra_op_threads=1, precision=precision.group(1))
         self._expected: dict[str, int] = {}
 
     def expected_samples(self, text: str) -> int:
