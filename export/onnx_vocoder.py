@@ -37,12 +37,14 @@ from serving.runtime.vocoder import (
     INPUT_NAME,
     META_HOP,
     META_N_MELS,
-    META_RIGHT_CONTEXT,
     OUTPUT_NAME,
     VocoderRuntime,
 )
 
 OPSET = 17
+# Written for the record, read by nothing at serving time: how far zero padding after an item reaches back
+# into its samples. The CPU runtimes vocode items one at a time; a GPU engine runs padded batches.
+META_RIGHT_CONTEXT = "right_context_frames"
 
 
 @dataclass(frozen=True)

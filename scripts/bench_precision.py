@@ -154,7 +154,7 @@ def speed(vocode: Vocode, one: np.ndarray, batch: np.ndarray, seconds_per_frame:
     return (t1[0] / audio1, t1[1] / audio1), (t8[0] / audio8, t8[1] / audio8)
 
 
-def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis: MelConfig) -> str:
+def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis: MelConfig, right_context: int) -> str:
     """BF16 batched vs single on real speech: as served (one at a time) and as one zero-padded batch."""
     mels = [np.ascontiguousarray(source[:, s : s + n].T) for s, n in ((0, 120), (100, 97), (200, 61), (250, 89))]
     single = [runtime.vocode([mel])[0] for mel in mels]
@@ -165,7 +165,7 @@ def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis
         batch = runtime.module(torch.from_numpy(padded)).numpy()[:, 0]
     # Only the samples that the padding cannot reach (all but the last right-context frames), so that what
     # differs is BF16's sensitivity to the input length alone.
-    kept = [len(audio) - runtime.right_context_frames * runtime.hop_length for audio in single]
+    kept = [len(audio) - right_context * runtime.hop_length for audio in single]
     in_batch = [batch[i, :n] for i, n in enumerate(kept)]
     alone = [audio[:n] for audio, n in zip(single, kept)]
     max_diff = max(float(np.abs(a - b).max()) for a, b in zip(in_batch, alone))
@@ -173,7 +173,7 @@ def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis
              for a, b in zip(in_batch, alone))
     return (f"BF16 batched vs single, universal V1, 4 segments of the speech (120, 97, 61, 89 frames): as served "
             f"(one item at a time) {'bit-identical' if identical else 'DIFFERENT'}; as one zero-padded batch, outside "
-            f"the last {runtime.right_context_frames} frames that the padding reaches, max abs diff {max_diff:.4f}, "
+            f"the last {right_context} frames that the padding reaches, max abs diff {max_diff:.4f}, "
             f"log-mel L1 up to {l1:.3f} (in FP32, batched vs single differ by ~5e-7: results/vocoder_export.md).")
 
 
@@ -185,7 +185,8 @@ def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row]
     meta = VocoderMeta(analysis.num_mels, analysis.hop_size,
                        measure_right_context_frames(generator, analysis.num_mels, analysis.hop_size))
     found = candidates("universal_v1", generator, meta, calibration_chunks([source]), tmp, threads)
-    note = batched_vs_single(TorchVocoderRuntime(tmp / "universal_v1.bf16.pt2", threads), source, analysis)
+    note = batched_vs_single(TorchVocoderRuntime(tmp / "universal_v1.bf16.pt2", threads), source, analysis,
+                            meta.right_context_frames)
     one = source[None]
     batch = np.stack([source[:, s : s + SEGMENT_FRAMES] for s in np.linspace(0, source.shape[1] - SEGMENT_FRAMES, BATCH).astype(int)])
     reference = None

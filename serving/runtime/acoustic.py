@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from serving.runtime.sessions import session_options
 from serving.symbols import STREAMS
 
 ENCODER = "encoder.onnx"
@@ -48,18 +49,6 @@ class AcousticInputError(ValueError):
 
 class AcousticModelError(ValueError):
     """The voice directory does not hold the graphs export.onnx_acoustic writes."""
-
-
-def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Memory patterns are planned and kept per input shape; our shapes change with every batch, so
-    # the plans pile up and a server's memory grows for as long as new shapes arrive.
-    options.enable_mem_pattern = False
-    if intra_op_threads:
-        options.intra_op_num_threads = intra_op_threads
-    return options
 
 
 def round_durations(log_durations: np.ndarray, scale: float, outputs_per_step: int) -> tuple[np.ndarray, int]:
