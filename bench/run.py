@@ -148,8 +148,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line to put at the top of the summary (e.g. 'provisional')")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench", help="fixture, export, repository, logs (build/bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="(results/bench)")
-    parser.add_argument("--export-arg", action="append", default=[], help="an option for python -m export, "
-                        "e.g. --export-arg=--cpu-bf16-vocoder (repeatable)")
+    # The deployment default of scripts/serve.sh: the BF16 CPU vocoder is exported and `auto` decides.
+    parser.add_argument("--export-arg", action="append", default=["--cpu-bf16-vocoder"], help="an option for "
+                        "python -m export, added to --cpu-bf16-vocoder (repeatable)")
     parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO, help="ours: the CPU vocoder's "
                         "precision, as for python -m serving.repository (auto: BF16 where the export has a BF16 "
                         "vocoder that holds the quality bound and the CPU computes BF16 natively, else FP32)")

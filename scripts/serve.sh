@@ -28,7 +28,8 @@ EXPORT_DIR="$ROOT/build/export"
 STAMP="$MODEL_DIR ${VOICES[*]:-}"
 if [ ! -f "$EXPORT_DIR/export.json" ] || [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ]; then
   rm -rf "$EXPORT_DIR"
-  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" "${VOICES[@]}"
+  # The BF16 CPU vocoder too: the repository's `auto` precision uses it where the CPU and its quality allow.
+  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder "${VOICES[@]}"
   echo "$STAMP" > "$EXPORT_DIR/.source"
 fi
 "$PY" -m serving.repository "$EXPORT_DIR" --target cpu --out "$ROOT/build/model_repository"
