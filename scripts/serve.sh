@@ -35,4 +35,5 @@ fi
 "$PY" -m serving.repository "$EXPORT_DIR" --target cpu --out "$ROOT/build/model_repository"
 exec "$PY" -m serving.launcher "$ROOT/build/model_repository" \
   --http-port $((8000 + OFFSET)) --grpc-port $((8001 + OFFSET)) --metrics-port $((8002 + OFFSET)) \
-  --log "$ROOT/build/tritonserver.log" --cache-config=local,size=268435456
+  --log "$ROOT/build/tritonserver.log" --cache-config=local,size=268435456 \
+  --model-control-mode=explicit --load-model=tts   # explicit: a model whose process died can be reloaded (README)
