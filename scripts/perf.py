@@ -32,7 +32,7 @@ SENTENCES = {
              "根据最新发布的数据，今年前三季度全国居民人均可支配收入比去年同期实际增长了百分之五。",
              "如果您需要办理业务，请携带本人有效身份证件，到附近的营业网点咨询工作人员。"],
 }
-COLUMNS = ["Concurrency", "Inferences/Second", "p50 latency", "p90 latency", "p99 latency", "Avg latency"]
+COLUMNS = ["Concurrency", "Inferences/Second", "p50 latency", "p90 latency", "p99 latency"]
 
 
 def write_input_data(path: Path) -> None:
@@ -40,11 +40,20 @@ def write_input_data(path: Path) -> None:
     path.write_text(json.dumps({"data": [{"TEXT": [t]} for t in texts]}, ensure_ascii=False))
 
 
-def run_perf_analyzer(url: str, protocol: str, concurrency: int, data: Path, csv_path: Path, window_ms: int) -> dict:
+def window_requests(concurrency: int) -> int:
+    """At least 4 requests per client, rounded up to whole cycles of the texts."""
+    cycle = sum(map(len, SENTENCES.values()))
+    return cycle * -(-4 * concurrency // cycle)
+
+
+def run_perf_analyzer(url: str, protocol: str, concurrency: int, data: Path, csv_path: Path) -> dict:
     env = triton_env()
     cmd = [env["PERF_ANALYZER"], "-m", "tts", "-u", url, "-i", protocol, "--input-data", str(data),
-           f"--concurrency-range={concurrency}:{concurrency}", "--measurement-interval", str(window_ms),
-           "--stability-percentage", "30", "--max-trials", "5", "--percentile", "99", "-f", str(csv_path)]
+           f"--concurrency-range={concurrency}:{concurrency}",
+           # Windows of a request count, not a time: a request takes seconds on CPU, so a time window holds
+           # too few of them to look stable. Whole cycles of the texts, so every window has the same mix.
+           "--measurement-mode", "count_windows", "--measurement-request-count", str(window_requests(concurrency)),
+           "--stability-percentage", "50", "--max-trials", "6", "--percentile", "99", "-f", str(csv_path)]
     run_env = dict(os.environ, LD_LIBRARY_PATH=env["PERF_ANALYZER_LD_LIBRARY_PATH"])
     print(f"[perf] {protocol} concurrency {concurrency} ...", flush=True)
     subprocess.run(cmd, check=True, env=run_env, stdout=subprocess.DEVNULL)
@@ -78,7 +87,6 @@ def main() -> None:
     parser.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--protocols", nargs="+", default=["grpc", "http"])
-    parser.add_argument("--window-ms", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
     args = parser.parse_args()
     if not (args.repository / "tts" / "config.pbtxt").exists():
@@ -88,10 +96,10 @@ def main() -> None:
     write_input_data(data)
     results: dict[str, list[dict]] = {}
     started = time.time()
-    with TritonServer(args.repository, log_path=args.out / "tritonserver.log") as server:
+    with TritonServer(args.repository, log_path=args.repository.parent / "perf_tritonserver.log") as server:
         for protocol in args.protocols:
             url = server.grpc_url if protocol == "grpc" else server.http_url
-            rows = [run_perf_analyzer(url, protocol, c, data, args.out / f"{protocol}_c{c}.csv", args.window_ms)
+            rows = [run_perf_analyzer(url, protocol, c, data, args.out / f"{protocol}_c{c}.csv")
                     for c in args.concurrency]
             results[protocol] = rows
             with open(args.out / f"{protocol}.csv", "w", newline="") as f:
