@@ -12,11 +12,8 @@ What Triton 2.51 does, as these tests pin down:
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -29,10 +26,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from bench.memory import process_tree
-from export.fixtures import DEFAULT_VOICES
 from scripts.soak import Reference, TextStream
 from serving.launcher import Ports, TritonServer
-from serving.repository import generate
 from tts_client import TTSClient
 from tts_client.client import TTSConnectionError, TTSError
 
@@ -107,16 +102,8 @@ class BackgroundLoad:
 
 
 @pytest.fixture(scope="module")
-def repository(tiny_model_dir: Path, tmp_path_factory) -> Path:
-    export_dir = tmp_path_factory.mktemp("faults_export")
-    subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(export_dir),
-                    "--voice", DEFAULT_VOICES[0]], check=True)
-    return generate(export_dir, tmp_path_factory.mktemp("faults_repo") / "model_repository", "cpu")
-
-
-@pytest.fixture(scope="module")
-def reference(repository: Path) -> Reference:
-    return Reference(repository)
+def reference(tiny_repository: Path) -> Reference:
+    return Reference(tiny_repository)
 
 
 @pytest.fixture
@@ -164,9 +151,9 @@ def assert_right_audio(outcomes: list[Outcome], reference: Reference) -> None:
         assert np.abs(o.audio - alone).max() <= AUDIO_TOLERANCE, o.text
 
 
-def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(repository, reference, killed_stub_regions,
+def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(tiny_repository, reference, killed_stub_regions,
                                                                         tmp_path):
-    server = TritonServer(repository, log_path=tmp_path / "tritonserver.log",
+    server = TritonServer(tiny_repository, log_path=tmp_path / "tritonserver.log",
                           extra_args=["--model-control-mode=explicit", "--load-model=tts",
                                       f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
     with server:
@@ -220,10 +207,10 @@ def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(repositor
     assert_right_audio([o for o in outcomes if o.audio is not None][-2 * THREADS:], reference)
 
 
-def test_server_restart_under_load_is_carried_by_client_retries(repository, reference, tmp_path):
+def test_server_restart_under_load_is_carried_by_client_retries(tiny_repository, reference, tmp_path):
     ports = Ports.free()
-    first = TritonServer(repository, ports, tmp_path / "first.log", [f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
-    second = TritonServer(repository, ports, tmp_path / "second.log", [f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
+    first = TritonServer(tiny_repository, ports, tmp_path / "first.log", [f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
+    second = TritonServer(tiny_repository, ports, tmp_path / "second.log", [f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
     first.start()
     # 20 retries with a backoff capped at 5 s: about 90 s of patience, more than a restart takes here.
     clients = clients_for(first, retries=20)

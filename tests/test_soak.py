@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from export.fixtures import DEFAULT_VOICES
 from scripts.soak import run_soak, write_outputs
-from serving.repository import generate
 
 SOAK_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def repository(tiny_model_dir: Path, tmp_path_factory) -> Path:
-    export_dir = tmp_path_factory.mktemp("soak_export")
-    # One voice halves the export; the soak speaks with the default voice only.
-    subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(export_dir),
-                    "--voice", DEFAULT_VOICES[0]], check=True)
-    return generate(export_dir, tmp_path_factory.mktemp("soak_repo") / "model_repository", "cpu")
-
-
-def test_one_minute_soak_over_both_protocols(repository: Path, tmp_path: Path):
-    report = run_soak(repository, SOAK_S, grpc_threads=8, http_threads=8, sample_interval_s=1.0,
+def test_one_minute_soak_over_both_protocols(tiny_repository: Path, tmp_path: Path):
+    report = run_soak(tiny_repository, SOAK_S, grpc_threads=8, http_threads=8, sample_interval_s=1.0,
                       log_path=tmp_path / "tritonserver.log")
     failed = {name: check.detail for name, check in report.checks.items() if not check.passed}
     assert not failed, failed
