@@ -9,6 +9,7 @@ import numpy as np
 
 from serving.export_config import ExportConfig
 from serving.frontend import FrontEnd, FrontEndError
+from serving.frontend.pipeline import DEFAULT_EMOTION
 from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
 
 
@@ -46,7 +47,7 @@ class FrontendStep:
         return {
             "default_voice": self.config.default_voice,
             "sample_rate": self.config.audio.sample_rate,
-            "voices": {name: {"emotions": fe.emotions(), "default_emotion": "neutral"}
+            "voices": {name: {"emotions": fe.emotions(), "default_emotion": DEFAULT_EMOTION}
                        for name, fe in self.frontends.items()},
         }
 
