@@ -8,6 +8,7 @@ import numpy as np
 
 from serving.export_config import ExportConfig
 from serving.runtime.acoustic import AcousticRuntime
+from serving.steps import rows_by_voice
 
 
 class AcousticStep:
@@ -23,15 +24,11 @@ class AcousticStep:
         Returns per request (MEL float32 [S, n_mels, F_max], FRAMES int32 [S, 1]); rows are grouped by
         voice so each voice's sentences run as one batch.
         """
-        rows = [(r, s) for r, request in enumerate(requests) for s in range(len(request["TOKENS"]))]
         mels: dict[tuple[int, int], np.ndarray] = {}
-        for voice, runtime in enumerate(self.runtimes):
-            group = [(r, s) for r, s in rows if int(requests[r]["VOICE_INDEX"][s, 0]) == voice]
-            if not group:
-                continue
+        for voice, group in rows_by_voice(requests, len(self.runtimes)):
             ids = [requests[r]["IDS"][s, : int(requests[r]["TOKENS"][s, 0])] for r, s in group]
             scales = [float(requests[r]["DURATION_SCALE"][s, 0]) for r, s in group]
-            mels.update(zip(group, runtime.synthesize(ids, scales)))
+            mels.update(zip(group, self.runtimes[voice].synthesize(ids, scales)))
         return [self.pack([mels[(r, s)] for s in range(len(request["TOKENS"]))])
                 for r, request in enumerate(requests)]
 

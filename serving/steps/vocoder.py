@@ -12,6 +12,7 @@ import numpy as np
 
 from serving.export_config import ExportConfig
 from serving.runtime.vocoder import FILE_NAME, VocoderRuntime
+from serving.steps import rows_by_voice
 from serving.vocoder_precision import BF16, BF16_FILE, FP32, PRECISIONS, PrecisionError
 
 
@@ -32,14 +33,10 @@ class VocoderStep:
 
     def process(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """requests: per request MEL [S, n_mels, F], FRAMES [S, 1], VOICE_INDEX [S, 1] -> WAV [S, 1, F*hop]."""
-        rows = [(r, s) for r, request in enumerate(requests) for s in range(len(request["FRAMES"]))]
         waves: dict[tuple[int, int], np.ndarray] = {}
-        for voice, runtime in enumerate(self.runtimes):
-            group = [(r, s) for r, s in rows if int(requests[r]["VOICE_INDEX"][s, 0]) == voice]
-            if not group:
-                continue
+        for voice, group in rows_by_voice(requests, len(self.runtimes)):
             mels = [requests[r]["MEL"][s, :, : int(requests[r]["FRAMES"][s, 0])].T for r, s in group]
-            waves.update(zip(group, runtime.vocode(mels)))
+            waves.update(zip(group, self.runtimes[voice].vocode(mels)))
         out = []
         for r, request in enumerate(requests):
             batch = np.zeros((len(request["FRAMES"]), 1, request["MEL"].shape[2] * self.hop), dtype=np.float32)
