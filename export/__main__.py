@@ -78,9 +78,10 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
     vocoder_path = voice_dir / VOCODER_FILE
     export_vocoder(loaded.vocoder, vocoder_path, kan_vocoder_meta(loaded.vocoder), log=lambda _: None)
     progress(f"{voice.name}: {VOCODER_FILE}: checked")
-    check_parity(loaded, voice_dir, progress)
+    frontend, acoustic = FrontEnd(loaded.vocabulary), AcousticRuntime(voice_dir)
+    check_parity(loaded, voice_dir, frontend, acoustic, progress)
     if bf16_vocoder:
-        export_bf16_vocoder(loaded, voice_dir, progress)
+        export_bf16_vocoder(loaded, voice_dir, frontend, acoustic, progress)
     return VoiceSpec(
         speakers=loaded.vocabulary.speakers,
         has_mask=voice.has_mask,
@@ -90,10 +91,11 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
 
 
 @torch.no_grad()
-def check_parity(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> None:
+def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
+                 progress: Progress) -> None:
     """ONNX Runtime (acoustic graphs + vocoder) against PyTorch on PARITY_SENTENCE."""
-    ids = FrontEnd(loaded.vocabulary)(PARITY_SENTENCE)[0].ids
-    (mel,) = AcousticRuntime(voice_dir).synthesize([ids], [1.0])
+    ids = frontend(PARITY_SENTENCE)[0].ids
+    (mel,) = acoustic.synthesize([ids], [1.0])
     (audio,) = VocoderRuntime(voice_dir / VOCODER_FILE).vocode([mel])
     batch = torch.from_numpy(ids)[None]
     (expected,) = synthesize(loaded.am, batch[..., :4], batch[..., 4], batch[..., 5], [len(ids)])
@@ -116,12 +118,12 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> No
         )
 
 
-def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, progress: Progress) -> None:
+def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
+                        progress: Progress) -> None:
     """Write the BF16 vocoder and its quality record: BF16 vs FP32 on the acoustic model's mels of CHECK_SENTENCES."""
     path = export_vocoder_bf16(loaded.vocoder, voice_dir / BF16_FILE, kan_vocoder_meta(loaded.vocoder))
-    frontend = FrontEnd(loaded.vocabulary)
     ids = [frontend(sentence)[0].ids for sentence in CHECK_SENTENCES]
-    mels = AcousticRuntime(voice_dir).synthesize(ids, [1.0] * len(ids))
+    mels = acoustic.synthesize(ids, [1.0] * len(ids))
     audio = loaded.audio_config
     analysis = MelConfig(sampling_rate=audio.sampling_rate, n_fft=audio.n_fft, hop_size=audio.hop_length,
                          win_size=audio.win_length, num_mels=audio.n_mels, fmin=audio.fmin, fmax=audio.fmax)
