@@ -161,7 +161,9 @@ def main() -> None:
         sys.exit(f"error: {e}")
     print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, "
           f"metrics 127.0.0.1:{server.ports.metrics} (log: {server.log_path})", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    # Forward SIGTERM only: the wait below reaps the server (a handler that waited too would deadlock on
+    # the wait already in progress).
+    signal.signal(signal.SIGTERM, lambda *_: server.process.send_signal(signal.SIGTERM))
     try:
         server.process.wait()
     except KeyboardInterrupt:
