@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.loader import LoadedVoice, load_voice
-from export.reference import synthesize_mel
+from models.loader import LoadedVoice, load_voice
+from models.reference import synthesize_mel
 from serving.frontend import FrontEnd, FrontEndError
-from serving.model_dir import ModelDir
+from models.model_dir import ModelDir
 from serving.steps.audio import join_sentences
 from serving.symbols import STREAMS
 

@@ -28,7 +28,7 @@ from bench.systems import ROOT, BaselineSystem, BenchError, TritonSystem
 from bench.texts import TextPool
 from serving.export_config import ExportConfigError
 from serving.launcher import LauncherError
-from serving.model_dir import ModelDir, ModelDirError
+from models.model_dir import ModelDir, ModelDirError
 from serving.repository import TARGETS, RepositoryError, generate
 from serving.vocoder_precision import AUTO, CHOICES
 
@@ -47,7 +47,7 @@ def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
         description = f"the {args.fixture_size}-size fixture (random weights, ModelScope layout)"
         if not (model_dir / "configuration.json").exists():
             print(f"[bench] writing the {args.fixture_size}-size fixture to {model_dir}", flush=True)
-            from export.fixtures import make_model_dir  # torch: only needed here
+            from models.fixtures import make_model_dir  # torch: only needed here
             shutil.rmtree(model_dir, ignore_errors=True)
             make_model_dir(model_dir, size=args.fixture_size)
     export_dir = args.work / "export"

@@ -1,1 +1,2 @@
-"""PyTorch side: the KAN-TTS networks, checkpoint loading, reference synthesis, ONNX and TensorRT export."""
+"""Export for serving: Sambert as ONNX sub-graphs, the vocoder as ONNX, its CPU precision variants and
+its TensorRT engine (the networks themselves are in models/)."""

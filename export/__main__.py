@@ -3,7 +3,7 @@
     python -m export MODEL_DIR --out DIR [--voice NAME ...] [--cpu-bf16-vocoder]
 
 For each voice (every voice of voices/voices.json by default; --voice may repeat), in voices.json order:
-load it strictly (export.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
+load it strictly (models.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
 (export.onnx_vocoder) into DIR/<voice>/ with their checks, and compare ONNX Runtime with PyTorch on
 one sentence. With --cpu-bf16-vocoder, also write the BF16 CPU vocoder (export.vocoder_bf16) and its
 quality record against the FP32 vocoder (serving.vocoder_precision decides where it is served).
@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.loader import CheckpointError, LoadedVoice, load_voice
-from export.mel import MelConfig
+from models.loader import CheckpointError, LoadedVoice, load_voice
+from models.mel import MelConfig
 from export.onnx_acoustic import export_acoustic
 from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-from export.reference import synthesize
+from models.reference import synthesize
 from export.vocoder_bf16 import bf16_check, export_vocoder_bf16
 from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
 from serving.frontend import FrontEnd
-from serving.model_dir import ModelDir, ModelDirError, Voice
+from models.model_dir import ModelDir, ModelDirError, Voice
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 from serving.vocoder_precision import BF16_FILE, CHECK_SENTENCES

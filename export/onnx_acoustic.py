@@ -2,7 +2,7 @@
 
 Sambert is not one graph: its duration predictor and its decoder are autoregressive loops and the
 length regulator has a data-dependent output size. Each piece between the loops becomes a graph
-(`export.sambert` has one method per piece), and the runtime does the loops and the length
+(`models.sambert` has one method per piece), and the runtime does the loops and the length
 regulation on the host:
 
     encoder.onnx         ids, emotion, speaker, lengths -> text_aug, duration_cond, speaker_hid, emotion_hid
@@ -28,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from export.sambert import VOCABULARY_STREAMS, KanTtsSambert
+from models.sambert import VOCABULARY_STREAMS, KanTtsSambert
 from serving.runtime.acoustic import (
     DECODER_MEMORY,
     DECODER_STEP,

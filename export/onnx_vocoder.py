@@ -61,7 +61,7 @@ class VocoderMeta:
 
 
 def kan_vocoder_meta(vocoder) -> VocoderMeta:
-    """The metadata of an `export.hifigan.KanHifiGanGenerator`."""
+    """The metadata of an `models.hifigan.KanHifiGanGenerator`."""
     return VocoderMeta(vocoder.in_channels, vocoder.hop_length, vocoder.right_context_frames())
 
 
@@ -160,8 +160,8 @@ VERIFY_FRAMES = [160, 97, 43, 120]  # unequal lengths, so the batch is padded
 
 
 def main(argv: list[str] | None = None) -> None:
-    from export.loader import load_vocoder
-    from serving.model_dir import ModelDir
+    from models.loader import load_vocoder
+    from models.model_dir import ModelDir
 
     parser = argparse.ArgumentParser(prog="python -m export.onnx_vocoder", description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", type=Path)

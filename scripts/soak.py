@@ -448,7 +448,7 @@ def prepare_repository(model_dir: Path | None, work: Path) -> Path:
         model_dir = work / "fixture_full"
         if not (model_dir / "configuration.json").exists():
             shutil.rmtree(model_dir, ignore_errors=True)
-            run_step([sys.executable, "-m", "export.fixtures", str(model_dir), "--size", "full"], "writing the fixture")
+            run_step([sys.executable, "-m", "models.fixtures", str(model_dir), "--size", "full"], "writing the fixture")
     export_dir = work / "export"
     shutil.rmtree(export_dir, ignore_errors=True)
     run_step([sys.executable, "-m", "export", str(model_dir), "--out", str(export_dir)], f"exporting {model_dir}")

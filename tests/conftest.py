@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from export.fixtures import DEFAULT_VOICES, make_model_dir
+from models.fixtures import DEFAULT_VOICES, make_model_dir
 from serving.repository import generate
 
 

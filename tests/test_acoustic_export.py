@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.loader import load_voice
+from models.loader import load_voice
 from export.onnx_acoustic import (
     EXAMPLE_BATCH,
     EXAMPLE_CACHE,
@@ -31,8 +31,8 @@ from export.onnx_acoustic import (
 )
 from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-from export.reference import synthesize
-from export.sambert import predict_log_durations
+from models.reference import synthesize
+from models.sambert import predict_log_durations
 from serving.runtime.acoustic import GRAPH_FILES, AcousticInputError, AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 from serving.symbols import STREAMS

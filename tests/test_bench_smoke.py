@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.baseline_server import BaselineTTS, OneAtATimeServer, make_handler
-from export.fixtures import DEFAULT_VOICES, make_model_dir
+from models.fixtures import DEFAULT_VOICES, make_model_dir
 from serving.limits import SENTENCE_PAUSE_S
 from serving.launcher import LauncherError, triton_env
 

@@ -14,7 +14,7 @@ import yaml
 
 from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from serving.export_config import ExportConfig
-from serving.model_dir import ModelDir
+from models.model_dir import ModelDir
 from serving.runtime.acoustic import GRAPH_FILES, AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 

@@ -1,4 +1,4 @@
-"""export.loader and export.fixtures: strict loading of ModelScope-layout directories, every load error."""
+"""models.loader and models.fixtures: strict loading of ModelScope-layout directories, every load error."""
 
 import json
 import shutil
@@ -8,11 +8,11 @@ import pytest
 import torch
 import yaml
 
-from export.fixtures import main as fixtures_cli
-from export.fixtures import make_model_dir, random_am_state_dict, random_generator_state_dict, save_checkpoint
-from export.reference import synthesize
-from export.loader import CheckpointError, CheckpointMismatchError, VocabularyMismatchError, load_voice
-from serving.model_dir import ModelDir, ModelDirError
+from models.fixtures import main as fixtures_cli
+from models.fixtures import make_model_dir, random_am_state_dict, random_generator_state_dict, save_checkpoint
+from models.reference import synthesize
+from models.loader import CheckpointError, CheckpointMismatchError, VocabularyMismatchError, load_voice
+from models.model_dir import ModelDir, ModelDirError
 
 # The KAN-TTS zh-cn 16k manifest (research/sambert.md 2.4 and 3: a state_dict dump of the KAN-TTS code).
 AM_TENSORS, AM_NUMBERS = 395, 12_706_787

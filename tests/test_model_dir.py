@@ -1,4 +1,4 @@
-"""serving.model_dir: reading a ModelScope sambert-hifigan directory, checkpoint choice, user errors."""
+"""models.model_dir: reading a ModelScope sambert-hifigan directory, checkpoint choice, user errors."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.model_dir import ModelDir, ModelDirError, latest_checkpoint
+from models.model_dir import ModelDir, ModelDirError, latest_checkpoint
 
 # Facts of the real zh-cn_16k models (KAN-TTS audio_config_16k.yaml, hifigan_v1_16k.yaml and the
 # vocabulary sizes computed with the KAN-TTS code; research/sambert.md 2.2 and 2.5).
@@ -165,9 +165,9 @@ def test_broken_config_files_are_one_line_errors(tmp_path, tiny_model_dir):
 
 
 def test_model_dir_reads_without_torch(tiny_model_dir):
-    # The Triton python backend imports serving.model_dir; it must not pull in torch.
+    # The Triton python backend imports models.model_dir; it must not pull in torch.
     code = (
-        "import sys; from serving.model_dir import ModelDir; "
+        "import sys; from models.model_dir import ModelDir; "
         f"ModelDir({str(tiny_model_dir)!r}).voices(); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

@@ -1,4 +1,4 @@
-"""export.sambert / export.reference: the KAN-TTS Sambert network, its pieces and batched synthesis."""
+"""models.sambert / models.reference: the KAN-TTS Sambert network, its pieces and batched synthesis."""
 
 import copy
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.fixtures import am_config
-from export.reference import synthesize, synthesize_mel
-from export.sambert import (
+from models.fixtures import am_config
+from models.reference import synthesize, synthesize_mel
+from models.sambert import (
     KanTtsSambert,
     SambertInputError,
     UnsupportedSambertConfig,

@@ -136,9 +136,9 @@ def test_compare_metrics_by_hand():
 
 @pytest.fixture(scope="module")
 def tiny_vocoder_onnx(tiny_model_dir: Path, tmp_path_factory) -> Path:
-    from export.loader import load_vocoder
+    from models.loader import load_vocoder
     from export.onnx_vocoder import FILE_NAME, export_vocoder, kan_vocoder_meta
-    from serving.model_dir import ModelDir
+    from models.model_dir import ModelDir
 
     spec = ModelDir(tiny_model_dir).voice()
     vocoder = load_vocoder(spec)

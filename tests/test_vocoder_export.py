@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 
-from export.fixtures import voc_config
+from models.fixtures import voc_config
 from export.fp16_check import random_mels
-from export.hifigan import KanHifiGanGenerator
-from export.loader import load_vocoder
+from models.hifigan import KanHifiGanGenerator
+from models.loader import load_vocoder
 from export.onnx_vocoder import (
     FILE_NAME,
     check_vocoder_onnx,
@@ -18,7 +18,7 @@ from export.onnx_vocoder import (
     kan_vocoder_meta,
     measure_right_context_frames,
 )
-from serving.model_dir import ModelDir
+from models.model_dir import ModelDir
 from serving.runtime.vocoder import VocoderInputError, VocoderModelError, VocoderRuntime
 
 

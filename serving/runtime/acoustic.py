@@ -1,6 +1,6 @@
 """Sambert on ONNX Runtime: a batch of id sequences in, one mel per item out (numpy and onnxruntime only).
 
-Runs the graphs written by export.onnx_acoustic the way export.reference runs the PyTorch model:
+Runs the graphs written by export.onnx_acoustic the way models.reference runs the PyTorch model:
 
     encoder        once for the padded batch
     duration_step  once per phone, all items together; an item leaves the batch after its last phone

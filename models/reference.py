@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from export.sambert import (
+from models.sambert import (
     KanTtsSambert,
     SambertInputError,
     predict_log_durations,

