@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from models.loader import LoadedVoice, load_voice
+from models.model_dir import ModelDir
 from models.reference import synthesize_mel
 from serving.frontend import FrontEnd, FrontEndError
-from models.model_dir import ModelDir
-from serving.steps.audio import join_sentences
+from serving.steps.join import join_sentences
 from serving.symbols import STREAMS
 
 LINGUISTIC_COLUMNS = 4  # ids columns: sy, tone, syllable_flag, word_segment, then emotion, then speaker
@@ -75,7 +75,7 @@ class BaselineTTS:
             ids[row, : len(sentence.ids)] = sentence.ids
         mels = synthesize_mel(loaded.am, ids[..., :LINGUISTIC_COLUMNS], ids[..., EMOTION_COLUMN],
                               ids[..., SPEAKER_COLUMN], lengths)
-        hop, sample_rate = loaded.audio_config.hop_length, loaded.audio_config.sampling_rate
+        hop, sample_rate = loaded.audio.hop_length, loaded.audio.sample_rate
         # The vocoder runs sentence by sentence: no compute is spent on padding.
         frames = np.array([[len(mel)] for mel in mels], dtype=np.int64)
         wav = np.zeros((len(mels), 1, int(frames.max()) * hop), dtype=np.float32)

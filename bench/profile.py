@@ -14,13 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.export_config import ExportConfig
-from serving.repository import TARGETS
-from serving.runtime.acoustic import (
-    DECODER_MEMORY, DECODER_STEP, DURATION_STEP, ENCODER, POSTNET, AcousticRuntime,
+from deploy.repository import TargetSettings
+from serving.contract import (
+    ACOUSTIC,
+    AUDIO,
+    DECODER_MEMORY,
+    DECODER_STEP,
+    DURATION_STEP,
+    ENCODER,
+    FRONTEND,
+    JOIN,
+    POSTNET,
+    TEXT,
+    VOCODER,
+    ExportConfig,
 )
-from serving.runtime.vocoder import VocoderRuntime
-from serving.steps.frontend import FrontendStep
+from serving.pipeline import Pipeline
+from serving.runtime.sessions import RuntimeOptions
 
 STAT_KINDS = ("queue", "compute_input", "compute_infer", "compute_output")
 ACOUSTIC_PARTS = {ENCODER: "encoder", DURATION_STEP: "duration loop", DECODER_MEMORY: "decoder memory",
@@ -70,36 +80,28 @@ def in_process_profile(export_dir: Path, texts: list[str], batch_sizes: list[int
     """Mean milliseconds per request for each step, with `batch` requests' sentences run together
     (what the dynamic batcher forms at that concurrency at best), for each batch size.
 
-    Uses the default voice and the CPU repository's thread setting, like the server.
+    Runs the serving pipeline (FP32 vocoder) with the CPU target's thread setting, like the server.
     """
     config = ExportConfig.read(export_dir)
-    voice_dir = Path(export_dir) / config.default_voice
-    threads = TARGETS["cpu"]["intra_op_threads"]
-    frontend = FrontendStep(config)
-    acoustic = AcousticRuntime(voice_dir, intra_op_threads=threads)
-    vocoder = VocoderRuntime(voice_dir / "vocoder.onnx", intra_op_threads=threads)
+    threads = TargetSettings.read("cpu").intra_op_threads
+    pipeline = Pipeline.load(config, export_dir, export_dir, RuntimeOptions(intra_op_threads=threads))
     graph_s: dict[str, float] = defaultdict(float)
-    acoustic.sessions = {name: TimedSession(s, graph_s, name) for name, s in acoustic.sessions.items()}
+    for runtime in pipeline.acoustic.runtimes:
+        runtime.sessions = {name: TimedSession(s, graph_s, name) for name, s in runtime.sessions.items()}
 
     def run(group: list[str]) -> dict[str, float]:
         graph_s.clear()
-        started = time.perf_counter()
-        rows = [frontend.process(text.encode()) for text in group]
-        ids = [r.ids[s, : int(r.tokens[s, 0])] for r in rows for s in range(len(r.tokens))]
-        scales = [float(r.duration_scale[s, 0]) for r in rows for s in range(len(r.tokens))]
-        front_end_done = time.perf_counter()
-        mels = acoustic.synthesize(ids, scales)
-        acoustic_done = time.perf_counter()
-        vocoder.vocode(mels)
-        seconds = {"front end": front_end_done - started}
+        steps: dict[str, float] = {}
+        results = pipeline.process([{TEXT.name: np.array([[text.encode()]], dtype=object)} for text in group], steps)
+        seconds = {"front end": steps[FRONTEND.name]}
         seconds.update({f"acoustic: {part}": graph_s[graph] for graph, part in ACOUSTIC_PARTS.items()})
-        seconds["acoustic: host work"] = (acoustic_done - front_end_done) - sum(graph_s.values())
-        seconds["vocoder"] = time.perf_counter() - acoustic_done
-        seconds["frames"] = sum(len(m) for m in mels)
+        seconds["acoustic: host work"] = steps[ACOUSTIC.name] - sum(graph_s.values())
+        seconds["vocoder"] = steps[VOCODER.name] + steps[JOIN.name]
+        seconds["samples"] = sum(result[AUDIO.name].shape[-1] for result in results)
         return seconds
 
     run(texts[:1])  # warm up the sessions
-    hop, rate = config.audio.hop_length, config.audio.sample_rate
+    rate = config.audio.sample_rate
     result = {}
     for batch in batch_sizes:
         groups = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
@@ -109,11 +111,11 @@ def in_process_profile(export_dir: Path, texts: list[str], batch_sizes: list[int
             for key, value in run(group).items():
                 totals[key] += value
         requests = len(groups) * batch
-        frames = totals.pop("frames")
+        samples = totals.pop("samples")
         per_request_ms = {key: 1000 * value / requests for key, value in totals.items()}
         result[str(batch)] = {
             "requests": requests,
-            "speech_s_per_request": frames * hop / rate / requests,  # without the pauses between sentences
+            "audio_s_per_request": samples / rate / requests,  # with the pauses between sentences
             "per_request_ms": per_request_ms,
             "total_ms": float(np.sum(list(per_request_ms.values()))),
         }

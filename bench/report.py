@@ -7,8 +7,10 @@ import os
 import platform
 from pathlib import Path
 
+from serving.contract import PIPELINE, TTS
+
 CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-PIPELINE_MODELS = ("frontend", "acoustic", "vocoder", "audio")
+PIPELINE_MODELS = tuple(model.name for model in PIPELINE)
 
 
 def describe_machine() -> dict:
@@ -74,7 +76,7 @@ def _stats_rows(results: dict) -> list[str]:
             "| in model ms |", "|---|---|---|---|---|---|---|---|"]
     for level in ours["levels"]:
         stats = level.get("triton_stats", {})
-        for model in PIPELINE_MODELS + ("tts",):
+        for model in PIPELINE_MODELS + (TTS.name,):
             s = stats.get(model)
             if s is None:
                 continue
@@ -93,8 +95,8 @@ def _profile_rows(profile: dict) -> list[str]:
     for step in steps:
         rows.append(f"| {step} | " + " | ".join(f"{profile[b]['per_request_ms'][step]:.0f}" for b in batches) + " |")
     rows.append("| **total** | " + " | ".join(f"**{profile[b]['total_ms']:.0f}**" for b in batches) + " |")
-    rows.append("| speech s per request | " + " | ".join(f"{profile[b]['speech_s_per_request']:.2f}"
-                                                         for b in batches) + " |")
+    rows.append("| audio s per request (pauses included) | " + " | ".join(
+        f"{profile[b]['audio_s_per_request']:.2f}" for b in batches) + " |")
     return rows
 
 

@@ -26,11 +26,11 @@ from bench.profile import in_process_profile, stats_delta
 from bench.report import describe_machine, plot, write_json, write_summary
 from bench.systems import ROOT, BaselineSystem, BenchError, TritonSystem
 from bench.texts import TextPool
-from serving.export_config import ExportConfigError
-from serving.launcher import LauncherError
+from deploy.launcher import LauncherError
+from deploy.repository import RepositoryError, TargetSettings, generate
+from deploy.vocoder_precision import AUTO, CHOICES
 from models.model_dir import ModelDir, ModelDirError
-from serving.repository import TARGETS, RepositoryError, generate
-from serving.vocoder_precision import AUTO, CHOICES
+from serving.contract import ExportConfigError
 
 FLOOR_CONCURRENCY_THROUGHPUT = 8   # issue 6: at concurrency 8, ours >= 2x the baseline's throughput
 FLOOR_THROUGHPUT_RATIO = 2.0
@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export-arg", action="append", default=["--cpu-bf16-vocoder"], help="an option for "
                         "python -m export, added to --cpu-bf16-vocoder (repeatable)")
     parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO, help="ours: the CPU vocoder's "
-                        "precision, as for python -m serving.repository (auto: BF16 where the export has a BF16 "
+                        "precision, as for python -m deploy.repository (auto: BF16 where the export has a BF16 "
                         "vocoder that holds the quality bound and the CPU computes BF16 natively, else FP32)")
     parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
                         "same model directory (made by older code, perhaps: not for the figures you publish)")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             "warmup": args.warmup, "seed": args.seed, "protocol": args.protocol,
             "export_args": args.export_arg, "repository": repository_log,
             "baseline_settings": systems.get("baseline", {}).get("settings", {}),
-            "ours_onnxruntime_threads": TARGETS["cpu"]["intra_op_threads"],
+            "ours_onnxruntime_threads": TargetSettings.read("cpu").intra_op_threads,
             "tritonserver": systems.get("ours", {}).get("tritonserver", "n/a"),
             "duration_s": time.perf_counter() - started,
         },

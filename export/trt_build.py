@@ -14,7 +14,7 @@ removed them; the types live in the graph, so the ONNX Runtime FP16 check and th
 graph, on TensorRT 10 (flag required) and 11 (always strongly typed) alike. `--precision fp32`
 builds from vocoder.onnx instead, for a vocoder that fails the FP16 check.
 
-One optimisation profile for "mel" [batch, n_mels, frames] (`vocoder_profile`): batch 1 to Triton's
+One optimisation profile for MEL [batch, n_mels, frames] (`vocoder_profile`): batch 1 to Triton's
 max_batch_size (serving.limits), frames 1 to the longest sentence the server admits.
 
 Builder: the `tensorrt` Python module; where only the `trtexec` binary exists, trtexec builds the
@@ -40,14 +40,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploy.engine_check import probe_gpus
 from export import fp16_check
-from export.fp16_check import FP16_FILE_NAME as FP16_ONNX_FILE
-from serving.engine_check import PLAN_FILE, metadata_path, probe_gpus
+from serving.contract import (
+    MEL,
+    TIMING_CACHE,
+    VOCODER_FP16_ONNX,
+    VOCODER_ONNX,
+    VOCODER_PLAN,
+    WAV,
+    plan_metadata_path,
+)
 from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
-from serving.runtime.vocoder import FILE_NAME as ONNX_FILE
-from serving.runtime.vocoder import INPUT_NAME, OUTPUT_NAME
 
-TIMING_CACHE_FILE = "trt_timing.cache"  # in the export directory, shared by the voices
 WORKSPACE_MIB = 4096
 
 # Sentence length in time, to bound the frames of one sentence: MAX_SENTENCE_CHARS at 2 characters
@@ -64,7 +69,7 @@ class BuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class Profile:
-    """Shapes of "mel" [batch, n_mels, frames] for one optimisation profile."""
+    """Shapes of MEL [batch, n_mels, frames] for one optimisation profile."""
 
     min: tuple[int, int, int]
     opt: tuple[int, int, int]
@@ -118,13 +123,13 @@ def build_with_python(trt, onnx_path: Path, plan_path: Path, profile: Profile, t
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
     mel = network.get_input(0)
-    if mel.name != INPUT_NAME or len(mel.shape) != 3:
-        raise BuildError(f"{onnx_path}: expected the input {INPUT_NAME!r} [batch, n_mels, frames], found {mel.name!r}")
+    if mel.name != MEL.name or len(mel.shape) != 3:
+        raise BuildError(f"{onnx_path}: expected the input {MEL.name!r} [batch, n_mels, frames], found {mel.name!r}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_MIB << 20)
     optimization_profile = builder.create_optimization_profile()
-    optimization_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    optimization_profile.set_shape(MEL.name, profile.min, profile.opt, profile.max)
     if config.add_optimization_profile(optimization_profile) < 0:
         raise BuildError(f"TensorRT refused the profile {profile}")
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
@@ -144,7 +149,7 @@ def build_with_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, profile: 
     """Build with the trtexec binary; returns the TensorRT version it reports."""
 
     def shape(dims: tuple[int, ...]) -> str:
-        return f"{INPUT_NAME}:{'x'.join(map(str, dims))}"
+        return f"{MEL.name}:{'x'.join(map(str, dims))}"
 
     command = [
         trtexec, f"--onnx={onnx_path}", f"--saveEngine={plan_path}", "--stronglyTyped",
@@ -193,16 +198,16 @@ class EngineRunner:
     def run(self, mel: np.ndarray) -> np.ndarray:
         """float32 [batch, n_mels, frames] -> float32 [batch, 1, frames * hop]."""
         mel = np.ascontiguousarray(mel, dtype=np.float32)
-        if not self.context.set_input_shape(INPUT_NAME, mel.shape):
-            profile = [list(dims) for dims in self.engine.get_tensor_profile_shape(INPUT_NAME, 0)]
+        if not self.context.set_input_shape(MEL.name, mel.shape):
+            profile = [list(dims) for dims in self.engine.get_tensor_profile_shape(MEL.name, 0)]
             raise BuildError(f"the engine refused mel shape {list(mel.shape)}: its profile (min, opt, max) is {profile}")
-        shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
+        shape = tuple(self.context.get_tensor_shape(WAV.name))
         if min(shape) < 0:
             raise BuildError(f"the engine gave the output shape {shape} for mel {list(mel.shape)}")
         self.mel.resize(mel.shape).copy_from(mel, self.stream)
         self.audio.resize(shape)
-        self.context.set_tensor_address(INPUT_NAME, self.mel.ptr)
-        self.context.set_tensor_address(OUTPUT_NAME, self.audio.ptr)
+        self.context.set_tensor_address(MEL.name, self.mel.ptr)
+        self.context.set_tensor_address(WAV.name, self.audio.ptr)
         if not self.context.execute_async_v3(self.stream.ptr):
             raise BuildError(f"the engine failed to run on mel {list(mel.shape)}")
         audio = np.empty(shape, dtype=np.float32)
@@ -267,14 +272,14 @@ def benchmark(runner: EngineRunner, profile: Profile, hop_length: int, sample_ra
 def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache: Path, hop_length: int,
                 sample_rate: int, bench: bool, log=print) -> dict:
     """Build voice_dir/vocoder.plan and write its metadata; returns the metadata."""
-    source = voice_dir / ONNX_FILE
-    built_from = voice_dir / (FP16_ONNX_FILE if precision == "fp16" else ONNX_FILE)
+    source = voice_dir / VOCODER_ONNX
+    built_from = voice_dir / (VOCODER_FP16_ONNX if precision == "fp16" else VOCODER_ONNX)
     for path in (source, built_from):
         if not path.is_file():
-            hint = ("python -m export.fp16_check EXPORT_DIR --save-fp16" if path.name == FP16_ONNX_FILE
+            hint = ("python -m export.fp16_check EXPORT_DIR --save-fp16" if path.name == VOCODER_FP16_ONNX
                     else "python -m export MODEL_DIR --out EXPORT_DIR")
             raise BuildError(f"{path} is missing: run {hint} first")
-    plan_path = voice_dir / PLAN_FILE
+    plan_path = voice_dir / VOCODER_PLAN
     trt = tensorrt_module()
     trtexec = shutil.which("trtexec")
     if trt is None and trtexec is None:
@@ -291,7 +296,7 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
     metadata = {
         "gpu_name": gpus[0].name, "compute_capability": gpus[0].compute_capability, "tensorrt_version": version,
         "precision": precision, "builder": builder,
-        "profiles": [{"input": INPUT_NAME, **{k: list(v) for k, v in asdict(profile).items()}}],
+        "profiles": [{"input": MEL.name, **{k: list(v) for k, v in asdict(profile).items()}}],
         "max_batch_size": profile.max[0], "hop_length": hop_length, "sample_rate": sample_rate,
         "source_onnx": source.name, "source_onnx_sha256": sha256(source),
         "built_from": built_from.name, "built_from_sha256": sha256(built_from),
@@ -314,11 +319,11 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
                 metadata["benchmark"] = benchmark(runner, profile, hop_length, sample_rate, log)
         finally:
             runner.close()
-    metadata_path(plan_path).write_text(json.dumps(metadata, indent=2) + "\n")
+    plan_metadata_path(plan_path).write_text(json.dumps(metadata, indent=2) + "\n")
     if not metadata.get("engine_check", {"passed": True})["passed"]:
         raise BuildError(f"{plan_path}: the engine's output differs from FP32 beyond the FP16 check's bounds "
                          f"({metadata['engine_check']}); rebuild with --precision fp32")
-    log(f"wrote {plan_path} ({plan_path.stat().st_size / 1e6:.1f} MB) and {metadata_path(plan_path).name} "
+    log(f"wrote {plan_path} ({plan_path.stat().st_size / 1e6:.1f} MB) and {plan_metadata_path(plan_path).name} "
         f"in {build_seconds:.0f} s")
     return metadata
 
@@ -333,8 +338,8 @@ def summary_line(voice: str, metadata: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from serving.export_config import ExportConfig, ExportConfigError
-    from serving.engine_check import EngineCheckError, read_metadata
+    from deploy.engine_check import EngineCheckError, read_metadata
+    from serving.contract import ExportConfig, ExportConfigError
 
     parser = argparse.ArgumentParser(prog="python -m export.trt_build", description=__doc__.split("\n")[0])
     parser.add_argument("export_dir", type=Path)
@@ -349,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ExportConfig.read(args.export_dir)
         voices = args.voice or config.voice_names()
         if args.summary:
-            built = {voice: read_metadata(args.export_dir / voice / PLAN_FILE) for voice in voices}
+            built = {voice: read_metadata(args.export_dir / voice / VOCODER_PLAN) for voice in voices}
         else:
             profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
                                       args.max_batch_size)
@@ -359,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[trt_build] {voice}: {line}", flush=True)
 
                 built[voice] = build_voice(args.export_dir / voice, profile, args.precision,
-                                           args.export_dir / TIMING_CACHE_FILE, config.audio.hop_length,
+                                           args.export_dir / TIMING_CACHE, config.audio.hop_length,
                                            config.audio.sample_rate, args.bench, log)
     except (BuildError, ExportConfigError, EngineCheckError) as e:
         print(f"error: {e}", file=sys.stderr)

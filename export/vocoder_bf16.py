@@ -6,9 +6,9 @@ back to FP32, so the residual sums, sin, leaky ReLU and tanh keep FP32. On the u
 and real speech that is both faster and closer to FP32 than casting the whole network to BF16
 (results/precision.md).
 
-The file is `<voice>/vocoder.bf16.pt2` (serving.vocoder_precision.BF16_FILE), run by
+The file is `<voice>/vocoder.bf16.pt2` (serving.contract.VOCODER_BF16), run by
 serving.runtime.vocoder_torch; its quality record is checked here against the FP32 ONNX vocoder on the
-voice's own acoustic-model mels (serving.vocoder_precision.BF16Check).
+voice's own acoustic-model mels (serving.contract.BF16Check).
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram
 from export.onnx_vocoder import VocoderMeta
+from models.mel import log_mel_l1, log_mel_spectrogram
+from serving.contract import AudioSettings, BF16Check
 from serving.runtime.vocoder import VocoderRuntime
 from serving.runtime.vocoder_torch import META_FILE, TorchVocoderRuntime
-from serving.vocoder_precision import BF16Check
 
+# Sentences whose acoustic-model mels drive the per-voice quality record (different lengths and tones).
+CHECK_SENTENCES = (
+    "欢迎使用语音合成服务，今天天气很好。",
+    "我们明天早上八点出发，请大家准时集合。",
+    "春眠不觉晓，处处闻啼鸟。",
+)
 SAVED_TOLERANCE = 1e-6  # max abs difference of the loaded program vs the module it was exported from
 
 
@@ -76,7 +82,7 @@ def export_vocoder_bf16(vocoder: nn.Module, path: str | Path, meta: VocoderMeta)
     return path
 
 
-def bf16_check(fp32_onnx: Path, bf16_file: Path, mels: list[np.ndarray], analysis: MelConfig,
+def bf16_check(fp32_onnx: Path, bf16_file: Path, mels: list[np.ndarray], analysis: AudioSettings,
                sentences: list[str]) -> BF16Check:
     """Vocode `mels` ([frames, n_mels] each) with both files and compare the re-analysed outputs."""
     fp32_audio = VocoderRuntime(fp32_onnx).vocode(mels)

@@ -23,8 +23,14 @@ import torch
 import yaml
 
 from models.hifigan import KanHifiGanGenerator
+from models.model_dir import (
+    CONFIGURATION_FILE,
+    MODEL_TYPE,
+    VOICES_FILE,
+    read_audio_settings,
+)
 from models.sambert import KanTtsSambert, init_for_fixture
-from models.model_dir import CONFIGURATION_FILE, MODEL_TYPE, VOICES_FILE
+from serving.contract import AudioSettings
 from serving.symbols import Vocabulary
 
 DEFAULT_VOICES = ("zhitian_emo", "zhiyan_emo")
@@ -53,6 +59,8 @@ AUDIO_CONFIG_16K = {
         "num_workers": 16,
     }
 }
+
+AUDIO_16K: AudioSettings = read_audio_settings(AUDIO_CONFIG_16K, Path("audio_config.yaml"))
 
 SAMBERT_16K = {
     "model_type": "sambert",

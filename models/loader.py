@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from models.hifigan import KanHifiGanGenerator, VocoderConfigError
+from models.model_dir import ModelDir, ModelDirError, Voice
 from models.sambert import KanTtsSambert, UnsupportedSambertConfig
-from models.model_dir import AudioConfig, ModelDir, ModelDirError, Voice
+from serving.contract import AudioSettings
 from serving.symbols import Vocabulary
 
 # The checkpoint tensor that holds each vocabulary stream's embedding table (rows = symbols).
@@ -69,7 +70,7 @@ class LoadedVoice:
     name: str
     am: KanTtsSambert
     vocoder: KanHifiGanGenerator
-    audio_config: AudioConfig
+    audio: AudioSettings
     vocabulary: Vocabulary
     voice: Voice  # where it came from: paths, configs, the chosen checkpoints
 

@@ -2,12 +2,12 @@
 
 The recipe: reflect-pad (n_fft - hop) / 2 on both sides, STFT without centring (periodic Hann window),
 magnitude sqrt(re^2 + im^2 + 1e-9), Slaney mel filterbank, natural log of max(x, 1e-5).
-One frame per `hop_size` samples. All sizes come from the vocoder's config.json.
+One frame per `hop_length` samples. All sizes come from an AudioSettings.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from serving.contract import AudioSettings
 
 MAGNITUDE_EPS = 1e-9  # added to re^2 + im^2 before the square root, as in training
 LOG_FLOOR = 1e-5  # mel magnitudes are clamped to this before the log
@@ -21,31 +21,6 @@ _SLANEY_LOG_STEP = np.log(6.4) / 27.0
 
 class AudioInputError(ValueError):
     """Audio given to the mel analysis has the wrong shape."""
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    sampling_rate: int
-    n_fft: int
-    hop_size: int
-    win_size: int
-    num_mels: int
-    fmin: float
-    fmax: float
-
-    @classmethod
-    def from_hifigan_config(cls, config: dict) -> "MelConfig":
-        """The mel settings of a jik876 HiFi-GAN config.json (fmax null means Nyquist)."""
-        fmax = config["fmax"] if config["fmax"] is not None else config["sampling_rate"] / 2
-        return cls(
-            sampling_rate=config["sampling_rate"],
-            n_fft=config["n_fft"],
-            hop_size=config["hop_size"],
-            win_size=config["win_size"],
-            num_mels=config["num_mels"],
-            fmin=config["fmin"],
-            fmax=fmax,
-        )
 
 
 def hz_to_slaney_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -85,17 +60,17 @@ def periodic_hann(win_size: int, n_fft: int) -> np.ndarray:
     return np.pad(window, (left, n_fft - win_size - left))
 
 
-def log_mel_spectrogram(audio: np.ndarray, config: MelConfig) -> np.ndarray:
-    """float audio [..., samples] in [-1, 1] -> float32 ln-mel [..., num_mels, samples // hop_size]."""
+def log_mel_spectrogram(audio: np.ndarray, config: AudioSettings) -> np.ndarray:
+    """float audio [..., samples] in [-1, 1] -> float32 ln-mel [..., n_mels, samples // hop_length]."""
     audio = np.asarray(audio, dtype=np.float64)
-    side = (config.n_fft - config.hop_size) // 2
+    side = (config.n_fft - config.hop_length) // 2
     if audio.ndim == 0 or audio.shape[-1] <= side:
         raise AudioInputError(f"audio needs more than {side} samples on its last axis, got shape {audio.shape}")
     padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(side, side)], mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=-1)[..., :: config.hop_size, :]
-    spectrum = np.fft.rfft(frames * periodic_hann(config.win_size, config.n_fft), axis=-1)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=-1)[..., :: config.hop_length, :]
+    spectrum = np.fft.rfft(frames * periodic_hann(config.win_length, config.n_fft), axis=-1)
     magnitude = np.sqrt(spectrum.real**2 + spectrum.imag**2 + MAGNITUDE_EPS)
-    filterbank = slaney_mel_filterbank(config.sampling_rate, config.n_fft, config.num_mels, config.fmin, config.fmax)
+    filterbank = slaney_mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     mel = np.swapaxes(magnitude @ filterbank.T.astype(np.float64), -1, -2)
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from serving.contract import AudioSettings
 from serving.symbols import Vocabulary
 
 MODEL_TYPE = "sambert-hifigan"
@@ -37,32 +38,6 @@ class ModelDirError(ValueError):
 
 
 @dataclass(frozen=True)
-class AudioConfig:
-    """The `audio_config` section of a voice's audio_config.yaml (the mel front end both networks share)."""
-
-    sampling_rate: int
-    hop_length: int
-    win_length: int
-    n_fft: int
-    n_mels: int
-    fmin: float
-    fmax: float
-
-    @classmethod
-    def from_yaml_dict(cls, config: dict, path: Path) -> "AudioConfig":
-        section = config.get("audio_config") if isinstance(config, dict) else None
-        if not isinstance(section, dict):
-            raise ModelDirError(f"{path} has no 'audio_config' section: restore the file from the model download")
-        values = {}
-        for name, kind in (("sampling_rate", int), ("hop_length", int), ("win_length", int), ("n_fft", int),
-                           ("n_mels", int), ("fmin", float), ("fmax", float)):
-            if name not in section:
-                raise ModelDirError(f"{path} has no audio_config.{name}: restore the file from the model download")
-            values[name] = kind(section[name])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class Voice:
     """One voice of a model directory: its configs, the chosen checkpoints and its vocabulary."""
 
@@ -70,7 +45,7 @@ class Voice:
     path: Path
     am_config: dict
     voc_config: dict
-    audio: AudioConfig
+    audio: AudioSettings
     am_checkpoint: Path
     voc_checkpoint: Path
     vocabulary: Vocabulary
@@ -144,7 +119,7 @@ class ModelDir:
         audio_path = voice_path / "audio_config.yaml"
         am_path = voice_path / "am" / "config.yaml"
         voc_path = voice_path / "voc" / "config.yaml"
-        audio = AudioConfig.from_yaml_dict(_read_yaml(audio_path), audio_path)
+        audio = read_audio_settings(_read_yaml(audio_path), audio_path)
         am_config = _read_yaml(am_path)
         voc_config = _read_yaml(voc_path)
         am_params = _section(am_config, ("Model", "KanTtsSAMBERT", "params"), am_path)
@@ -172,6 +147,25 @@ class ModelDir:
     def voices(self) -> list[Voice]:
         """Every voice of voices.json, in its order (the whole directory checked)."""
         return [self.voice(name) for name in self.voice_names]
+
+
+# audio_config.yaml key -> (AudioSettings field, type)
+AUDIO_CONFIG_KEYS = {"sampling_rate": ("sample_rate", int), "hop_length": ("hop_length", int),
+                     "win_length": ("win_length", int), "n_fft": ("n_fft", int), "n_mels": ("n_mels", int),
+                     "fmin": ("fmin", float), "fmax": ("fmax", float)}
+
+
+def read_audio_settings(config: dict, path: Path) -> AudioSettings:
+    """The `audio_config` section of a voice's audio_config.yaml (the mel front end both networks share)."""
+    section = config.get("audio_config") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise ModelDirError(f"{path} has no 'audio_config' section: restore the file from the model download")
+    values = {}
+    for key, (name, kind) in AUDIO_CONFIG_KEYS.items():
+        if key not in section:
+            raise ModelDirError(f"{path} has no audio_config.{key}: restore the file from the model download")
+        values[name] = kind(section[key])
+    return AudioSettings(**values)
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path:
@@ -209,7 +203,7 @@ def _check_language(am_config: dict, am_path: Path) -> None:
         )
 
 
-def _check_audio_agrees(audio: AudioConfig, am_params: dict, voc_params: dict,
+def _check_audio_agrees(audio: AudioSettings, am_params: dict, voc_params: dict,
                         audio_path: Path, am_path: Path, voc_path: Path) -> None:
     """The AM's mel frames must be the vocoder's input frames: same mel bins, vocoder hop = audio hop."""
     for key, params, path in (("num_mels", am_params, am_path), ("in_channels", voc_params, voc_path),

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from serving.symbols import STREAMS
+
 LAYER_NORM_EPS = 1e-6
 # Attention logits of blocked keys. It is the most negative fp16 number, so an fp16 graph keeps it
 # finite, and exp(MASK_VALUE - max_logit) is exactly 0 in fp32 for any real logit, so the result
@@ -36,7 +38,6 @@ DECODER_FFN_KERNELS = (1, 1)
 PROSODY_EMBEDDING_KERNEL = 9
 DURATION_LSTM_LAYERS = 2
 UNSUPPORTED_FEATURES = ("MAS", "FP", "NSF", "SE", "using_byte")
-VOCABULARY_STREAMS = ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
 
 
 class UnsupportedSambertConfig(ValueError):
@@ -416,7 +417,7 @@ class KanTtsSambert(nn.Module):
                 f"am config enables {', '.join(asked)}; only the zh-cn 16k Sambert voices are supported "
                 "(MAS, FP, NSF, SE and byte inputs must be off)"
             )
-        missing = [s for s in VOCABULARY_STREAMS if s not in vocab_sizes]
+        missing = [s for s in STREAMS if s not in vocab_sizes]
         if missing:
             raise UnsupportedSambertConfig(f"vocabulary sizes missing for {', '.join(missing)}")
         self.params = dict(params)

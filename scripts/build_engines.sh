@@ -10,7 +10,7 @@
 #   2. build (export.trt_build): strongly typed engine, one profile up to --max-batch-size (default:
 #      serving.limits.MAX_BATCH_SIZE, Triton's max_batch_size), the engine compared with FP32 again;
 #      writes <voice>/vocoder.plan and <voice>/vocoder.plan.json;
-# then checks every engine against this host as the server will (serving.engine_check) and prints a summary.
+# then checks every engine against this host as the server will (deploy.engine_check) and prints a summary.
 #
 # Runs inside the builder image (docker compose run builder, via scripts/gpu_build.sh) or on any host with
 # the tensorrt Python module (or trtexec), nvidia-smi, and onnx, onnxruntime, onnxconverter-common.
@@ -53,7 +53,7 @@ else
   exit 1
 fi
 
-VOICES=$("$PYTHON" -c "import sys; from pathlib import Path; from serving.export_config import ExportConfig; print(' '.join(ExportConfig.read(Path(sys.argv[1])).voice_names()))" "$EXPORT_DIR")
+VOICES=$("$PYTHON" -c "import sys; from pathlib import Path; from serving.contract import ExportConfig; print(' '.join(ExportConfig.read(Path(sys.argv[1])).voice_names()))" "$EXPORT_DIR")
 step "export directory $EXPORT_DIR: voices $VOICES"
 
 for voice in $VOICES; do
@@ -68,6 +68,6 @@ done
 step "checking the engines against this host (as the server will)"
 PLANS=()
 for voice in $VOICES; do PLANS+=("$EXPORT_DIR/$voice/vocoder.plan"); done
-"$PYTHON" -m serving.engine_check "${PLANS[@]}"
+"$PYTHON" -m deploy.engine_check "${PLANS[@]}"
 "$PYTHON" -m export.trt_build "$EXPORT_DIR" --summary
 step "done: ${#PLANS[@]} engine(s) in $EXPORT_DIR"

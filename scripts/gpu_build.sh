@@ -5,4 +5,4 @@ set -euo pipefail
 MODEL_DIR=$1; OUT=$2
 python -m export "$MODEL_DIR" --out "$OUT/export"
 scripts/build_engines.sh "$OUT/export"
-python -m serving.repository "$OUT/export" --target gpu --out "$OUT/model_repository"
+python -m deploy.repository "$OUT/export" --target gpu --out "$OUT/model_repository"

@@ -3,5 +3,5 @@
 #   scripts/gpu_serve.sh MODEL_REPOSITORY [tritonserver args...]
 set -euo pipefail
 REPO=$1; shift
-python -m serving.engine_check "$REPO/vocoder/1/model.plan"
+python -m deploy.engine_check "$REPO/vocoder_engine/1/model.plan"
 exec tritonserver --model-repository="$REPO" --cache-config=local,size=268435456 "$@"

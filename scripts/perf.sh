@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# perf_analyzer sweep against the `tts` ensemble (gRPC and HTTP); see scripts/perf.py for options.
+# perf_analyzer sweep against the `tts` ensemble (gRPC and HTTP); see bench/perf.py for options.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-exec "$ROOT/.venv/bin/python" "$ROOT/scripts/perf.py" "$@"
+cd "$ROOT"
+exec "$ROOT/.venv/bin/python" -m bench.perf "$@"

@@ -32,8 +32,8 @@ if [ ! -f "$EXPORT_DIR/export.json" ] || [ "$(cat "$EXPORT_DIR/.source" 2>/dev/n
   "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder "${VOICES[@]}"
   echo "$STAMP" > "$EXPORT_DIR/.source"
 fi
-"$PY" -m serving.repository "$EXPORT_DIR" --target cpu --out "$ROOT/build/model_repository"
-exec "$PY" -m serving.launcher "$ROOT/build/model_repository" \
+"$PY" -m deploy.repository "$EXPORT_DIR" --target cpu --out "$ROOT/build/model_repository"
+exec "$PY" -m deploy.launcher "$ROOT/build/model_repository" \
   --http-port $((8000 + OFFSET)) --grpc-port $((8001 + OFFSET)) --metrics-port $((8002 + OFFSET)) \
   --log "$ROOT/build/tritonserver.log" --cache-config=local,size=268435456 \
   --model-control-mode=explicit --load-model=tts   # explicit: a model whose process died can be reloaded (README)

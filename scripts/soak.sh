@@ -7,4 +7,4 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$ROOT/.triton/env.sh" ] || "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" scripts/soak.py "$@"
+exec "$ROOT/.venv/bin/python" -m bench.soak "$@"

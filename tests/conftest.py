@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.repository import generate
 from models.fixtures import DEFAULT_VOICES, make_model_dir
-from serving.repository import generate
 
 
 @pytest.fixture(scope="session")

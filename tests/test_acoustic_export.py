@@ -17,7 +17,6 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from models.loader import load_voice
 from export.onnx_acoustic import (
     EXAMPLE_BATCH,
     EXAMPLE_CACHE,
@@ -29,11 +28,12 @@ from export.onnx_acoustic import (
     example_inputs,
     export_acoustic,
 )
-from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+from models.loader import load_voice
 from models.reference import synthesize
 from models.sambert import predict_log_durations
-from serving.runtime.acoustic import GRAPH_FILES, AcousticInputError, AcousticRuntime
+from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX
+from serving.runtime.acoustic import AcousticInputError, AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 from serving.symbols import STREAMS
 
@@ -124,7 +124,7 @@ def check_parity(voice, runtime, items, scales) -> list[float]:
 
 
 def test_graphs_pass_checks_and_avoid_export_hazards(voice, voice_dir):
-    assert sorted(p.name for p in voice_dir.iterdir()) == sorted(GRAPH_FILES)
+    assert sorted(p.name for p in voice_dir.iterdir()) == sorted(ACOUSTIC_GRAPHS)
     for graph in acoustic_graphs(voice.am):
         path = voice_dir / graph.file
         check_graph(path, graph)  # checker, strict shape inference, opset 17, dynamic axes kept
@@ -181,7 +181,7 @@ def test_parity_batch_of_eight_different_lengths(voice, runtime):
 
 def test_waveform_parity_through_the_vocoder(voice, runtime, tmp_path):
     items = pick_sentences(voice, [10, 6], [1.0, 1.0], seed=3)
-    vocoder_path = export_vocoder(voice.vocoder, tmp_path / VOCODER_FILE, kan_vocoder_meta(voice.vocoder),
+    vocoder_path = export_vocoder(voice.vocoder, tmp_path / VOCODER_ONNX, kan_vocoder_meta(voice.vocoder),
                                   log=lambda line: None)
     audio = VocoderRuntime(vocoder_path, intra_op_threads=1).vocode(runtime.synthesize(items, [1.0, 1.0]))
     diffs = []

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from bench.baseline_server import BaselineTTS, OneAtATimeServer, make_handler
+from deploy.launcher import LauncherError, triton_env
 from models.fixtures import DEFAULT_VOICES, make_model_dir
 from serving.limits import SENTENCE_PAUSE_S
-from serving.launcher import LauncherError, triton_env
 
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE_MODELS = ("frontend", "acoustic", "vocoder", "audio", "tts")
+PIPELINE_MODELS = ("frontend", "acoustic", "vocoder", "join", "tts")
 REQUESTS = 2
 LEVELS = [1, 2]
 
@@ -174,7 +174,7 @@ def test_baseline_server_answers_wav_and_clear_errors(model_dir, torch_threads_r
         assert len(sentences) == 2
         audio, sample_rate = tts.synthesize(text)
         assert (rate, samples) == (sample_rate, len(audio))
-        hop = tts.voices[DEFAULT_VOICES[0]].audio_config.hop_length
+        hop = tts.voices[DEFAULT_VOICES[0]].audio.hop_length
         speech = samples - round(SENTENCE_PAUSE_S * rate)
         assert speech > 0 and speech % hop == 0
         for bad, message in [({"text": ""}, "empty"), ({"text": "你好", "voice": "nobody"}, "unknown voice"),

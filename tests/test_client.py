@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from serving.launcher import Ports, TritonServer, free_port
 from tts_client import Synthesis, TTSClient, TTSConnectionError, TTSError
+
+from deploy.launcher import Ports, TritonServer, free_port
 
 CATALOGUE = {
     "default_voice": "zhitian_emo",

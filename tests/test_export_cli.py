@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from export.onnx_vocoder import FILE_NAME as VOCODER_FILE
-from serving.export_config import ExportConfig
 from models.model_dir import ModelDir
-from serving.runtime.acoustic import GRAPH_FILES, AcousticRuntime
+from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX, ExportConfig
+from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,12 +50,12 @@ def test_exports_every_voice_and_writes_export_json(tiny_model_dir, exported):
     assert config.default_voice == model_dir.voice_names[0]
     for name in model_dir.voice_names:
         voice = model_dir.voice(name)
-        assert sorted(p.name for p in (out / name).iterdir()) == sorted([*GRAPH_FILES, VOCODER_FILE])
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted([*ACOUSTIC_GRAPHS, VOCODER_ONNX])
         spec = config.voices[name]
         assert spec.speakers == voice.vocabulary.speakers and spec.has_mask == voice.has_mask
         assert (spec.outputs_per_step, spec.max_len) == (voice.am_params["outputs_per_step"], voice.am_params["max_len"])
         assert (config.audio.sample_rate, config.audio.hop_length, config.audio.n_mels) == (
-            voice.audio.sampling_rate, voice.audio.hop_length, voice.audio.n_mels)
+            voice.audio.sample_rate, voice.audio.hop_length, voice.audio.n_mels)
     # One progress line per step, each with the elapsed seconds; a parity figure per voice.
     lines = stdout.strip().splitlines()
     assert all(re.match(r"\[\s*\d+\.\d+s\] ", line) for line in lines), stdout
@@ -69,7 +68,7 @@ def test_exported_voice_runs_end_to_end(tiny_model_dir, exported):
     name = ModelDir(tiny_model_dir).voice_names[1]
     ids = np.zeros((5, 6), dtype=np.int64)
     (mel,) = AcousticRuntime(out / name).synthesize([ids], [1.0])
-    (audio,) = VocoderRuntime(out / name / VOCODER_FILE).vocode([mel])
+    (audio,) = VocoderRuntime(out / name / VOCODER_ONNX).vocode([mel])
     assert len(mel) > 0 and audio.shape == (len(mel) * ExportConfig.read(out).audio.hop_length,)
     assert np.isfinite(audio).all()
 

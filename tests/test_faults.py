@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-
-from bench.memory import process_tree
-from scripts.soak import Reference, TextStream
-from serving.launcher import Ports, TritonServer
 from tts_client import TTSClient
 from tts_client.client import TTSConnectionError, TTSError
+
+from bench.memory import process_tree
+from bench.soak import Reference, TextStream
+from deploy.launcher import Ports, TritonServer
 
 EXIT_TIMEOUT_S = 3        # a server whose stub was killed waits this long to exit; keeps teardown short
 THREADS = 6               # client threads of the background load (half gRPC, half HTTP)
@@ -181,7 +181,7 @@ def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(tiny_repo
             text.set_data_from_numpy(np.array([[TEXT.encode()]], dtype=np.object_))
             ids = frontend.infer("frontend", [text]).as_numpy("IDS")
             frontend.close()
-            expected = reference.frontend.process(TEXT.encode()).ids
+            expected = reference.pipeline.frontend.sentence_rows({"TEXT": np.array([[TEXT.encode()]], dtype=object)})["IDS"]
             assert np.array_equal(ids, expected)
 
             # The documented recovery: unload and load the model (explicit model control).

@@ -9,10 +9,20 @@ import torch
 import yaml
 
 from models.fixtures import main as fixtures_cli
-from models.fixtures import make_model_dir, random_am_state_dict, random_generator_state_dict, save_checkpoint
-from models.reference import synthesize
-from models.loader import CheckpointError, CheckpointMismatchError, VocabularyMismatchError, load_voice
+from models.fixtures import (
+    make_model_dir,
+    random_am_state_dict,
+    random_generator_state_dict,
+    save_checkpoint,
+)
+from models.loader import (
+    CheckpointError,
+    CheckpointMismatchError,
+    VocabularyMismatchError,
+    load_voice,
+)
 from models.model_dir import ModelDir, ModelDirError
+from models.reference import synthesize
 
 # The KAN-TTS zh-cn 16k manifest (research/sambert.md 2.4 and 3: a state_dict dump of the KAN-TTS code).
 AM_TENSORS, AM_NUMBERS = 395, 12_706_787
@@ -86,7 +96,7 @@ def test_tiny_voice_loads_ready_for_inference(tiny_model_dir):
     voice = load_voice(tiny_model_dir)
     assert voice.name == "zhitian_emo"
     assert not voice.am.training and not voice.vocoder.training
-    assert voice.audio_config.hop_length == 200
+    assert voice.audio.hop_length == 200
     assert voice.vocabulary.sizes() == {
         "sy": 147, "tone": 10, "syllable_flag": 8, "word_segment": 8, "emotion": 36, "speaker": 4,
     }
@@ -106,10 +116,10 @@ def test_tiny_voice_loads_ready_for_inference(tiny_model_dir):
         expected = folded_weight(gen_state[key + "_g"], gen_state[key + "_v"])
         torch.testing.assert_close(vocoder_state[key], expected, rtol=1e-5, atol=1e-6)
 
-    mel = torch.randn(1, voice.audio_config.n_mels, 7, generator=torch.Generator().manual_seed(0))
+    mel = torch.randn(1, voice.audio.n_mels, 7, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         audio = voice.vocoder(mel)
-    assert audio.shape == (1, 1, 7 * voice.audio_config.hop_length)
+    assert audio.shape == (1, 1, 7 * voice.audio.hop_length)
     assert torch.isfinite(audio).all() and audio.abs().max() < 1
 
 
@@ -125,10 +135,10 @@ def test_loaded_fixture_voice_speaks_a_few_frames_per_phone(tiny_model_dir):
     ids = torch.from_numpy(voice.vocabulary.encode(tokens))[None]
     result = synthesize(voice.am, ids[..., :4], ids[..., 4], ids[..., 5], [len(tokens)])[0]
     assert ((result.frames_per_phone >= 1) & (result.frames_per_phone <= 20)).all()
-    assert result.mel.shape == (result.frames_per_phone.sum(), voice.audio_config.n_mels)
+    assert result.mel.shape == (result.frames_per_phone.sum(), voice.audio.n_mels)
     with torch.no_grad():
         audio = voice.vocoder(torch.from_numpy(result.mel).T[None])
-    assert audio.shape == (1, 1, result.mel.shape[0] * voice.audio_config.hop_length)
+    assert audio.shape == (1, 1, result.mel.shape[0] * voice.audio.hop_length)
 
 
 def test_full_fixture_matches_the_kantts_manifest(full_model_dir):

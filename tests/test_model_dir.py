@@ -44,7 +44,7 @@ def test_fixture_directory_reads_like_a_modelscope_download(tiny_model_dir):
 
     voice = model.voice()
     assert voice.name == "zhitian_emo"
-    assert voice.audio.sampling_rate == 16000
+    assert voice.audio.sample_rate == 16000
     assert voice.audio.hop_length == 200
     assert voice.audio.n_mels == 80
     assert (voice.audio.n_fft, voice.audio.win_length, voice.audio.fmin, voice.audio.fmax) == (2048, 1000, 0.0, 8000.0)

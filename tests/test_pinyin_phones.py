@@ -2,7 +2,12 @@
 
 import pytest
 
-from serving.frontend.phones import InvalidSyllable, is_syllable, pinyin_syllables, syllable_phones
+from serving.frontend.phones import (
+    InvalidSyllable,
+    is_syllable,
+    pinyin_syllables,
+    syllable_phones,
+)
 from serving.symbols import PHONES
 
 

@@ -1,11 +1,11 @@
-"""The soak of scripts/soak.py, shortened to about a minute on the tiny fixture (the same code and checks)."""
+"""The soak of bench/soak.py, shortened to about a minute on the tiny fixture (the same code and checks)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from scripts.soak import run_soak, write_outputs
+from bench.soak import run_soak, write_outputs
 
 SOAK_S = 60.0
 

@@ -12,6 +12,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from deploy import engine_check
+from deploy.engine_check import (
+    EngineCheckError,
+    EngineMismatchError,
+    Gpu,
+    Platform,
+    check_engine,
+)
 from export import fp16_check, trt_build
 from export.fp16_check import (
     compare,
@@ -23,8 +31,7 @@ from export.fp16_check import (
     run_onnx,
 )
 from export.trt_build import BuildError, Profile, vocoder_profile
-from serving import engine_check
-from serving.engine_check import EngineCheckError, EngineMismatchError, Gpu, Platform, check_engine
+from serving.contract import VOCODER_FP16_ONNX, VOCODER_ONNX, plan_metadata_path
 from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -70,7 +77,7 @@ def write_plan(tmp_path: Path, gpu: Gpu = H100, version: str = "10.3.0") -> Path
     plan = tmp_path / "zhitian_emo" / "vocoder.plan"
     plan.parent.mkdir(parents=True)
     plan.write_bytes(b"engine")
-    engine_check.metadata_path(plan).write_text(json.dumps(
+    plan_metadata_path(plan).write_text(json.dumps(
         {"gpu_name": gpu.name, "compute_capability": gpu.compute_capability, "tensorrt_version": version}))
     return plan
 
@@ -105,7 +112,7 @@ def test_engine_without_metadata_or_version_cannot_be_checked(tmp_path: Path):
     plan = write_plan(tmp_path)
     with pytest.raises(EngineCheckError, match="set TRT_VERSION"):
         check_engine(plan, probe=lambda: Platform([H100], None))
-    engine_check.metadata_path(plan).unlink()
+    plan_metadata_path(plan).unlink()
     with pytest.raises(EngineCheckError, match=r"vocoder\.plan\.json is missing.*scripts/build_engines\.sh"):
         check_engine(plan, probe=lambda: Platform([H100], "10.3.0"))
 
@@ -136,13 +143,13 @@ def test_compare_metrics_by_hand():
 
 @pytest.fixture(scope="module")
 def tiny_vocoder_onnx(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
     from models.loader import load_vocoder
-    from export.onnx_vocoder import FILE_NAME, export_vocoder, kan_vocoder_meta
     from models.model_dir import ModelDir
 
     spec = ModelDir(tiny_model_dir).voice()
     vocoder = load_vocoder(spec)
-    out = tmp_path_factory.mktemp("tiny_export") / spec.name / FILE_NAME
+    out = tmp_path_factory.mktemp("tiny_export") / spec.name / VOCODER_ONNX
     return export_vocoder(vocoder, out, kan_vocoder_meta(vocoder), log=lambda _: None)
 
 
@@ -191,13 +198,14 @@ def test_fp16_check_universal_v1_on_real_speech():
 
 
 def test_fp16_check_cli_writes_reports(tiny_vocoder_onnx: Path, tmp_path: Path):
-    from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
+    from models.fixtures import AUDIO_16K
+    from serving.contract import ExportConfig, VoiceSpec
 
     export_dir = tiny_vocoder_onnx.parent.parent
     voice = tiny_vocoder_onnx.parent.name
-    ExportConfig(voice, AudioSpec(16000, 200, 80), {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
     assert fp16_check.main([str(export_dir), "--save-fp16", "--report", str(tmp_path / "fp16.json")]) == 0
-    assert (tiny_vocoder_onnx.parent / fp16_check.FP16_FILE_NAME).is_file()
+    assert (tiny_vocoder_onnx.parent / VOCODER_FP16_ONNX).is_file()
     (row,) = json.loads((tmp_path / "fp16.json").read_text())
     assert row["model"] == voice and row["passed"] and row["nonfinite"] == 0
     assert fp16_check.main([str(export_dir), "--report", str(tmp_path / "fp16.md")]) == 0
@@ -209,7 +217,7 @@ def test_fp16_check_cli_writes_reports(tiny_vocoder_onnx: Path, tmp_path: Path):
 def test_build_without_tensorrt_says_where_to_build(tiny_vocoder_onnx: Path, monkeypatch):
     monkeypatch.setattr(trt_build, "tensorrt_module", lambda: None)
     monkeypatch.setattr(trt_build.shutil, "which", lambda name: None)
-    (tiny_vocoder_onnx.parent / fp16_check.FP16_FILE_NAME).write_bytes(tiny_vocoder_onnx.read_bytes())
+    (tiny_vocoder_onnx.parent / VOCODER_FP16_ONNX).write_bytes(tiny_vocoder_onnx.read_bytes())
     with pytest.raises(BuildError, match="scripts/build_engines.sh"):
         trt_build.build_voice(tiny_vocoder_onnx.parent, vocoder_profile(80, 16000, 200, 4), "fp16",
                               tiny_vocoder_onnx.parent / "cache", 200, 16000, bench=False, log=lambda _: None)
@@ -220,7 +228,7 @@ def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
     voice_dir = tiny_vocoder_onnx.parent
     model = onnx.load(str(tiny_vocoder_onnx))
     mels = random_mels(80)
-    onnx.save(fp16_model(model, fp32_nodes(model, mels)), str(voice_dir / fp16_check.FP16_FILE_NAME))
+    onnx.save(fp16_model(model, fp32_nodes(model, mels)), str(voice_dir / VOCODER_FP16_ONNX))
     profile = Profile((1, 80, 1), (2, 80, 64), (4, 80, 256))
     metadata = trt_build.build_voice(voice_dir, profile, "fp16", voice_dir / "cache", 200, 16000, bench=False)
     assert metadata["engine_check"]["passed"]
@@ -236,11 +244,12 @@ def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
 def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, tmp_path: Path):
     """scripts/build_engines.sh on this CPU host: a stand-in nvidia-smi and trtexec (the TensorRT pieces that
     cannot exist here) around the real FP16 check, metadata, engine check and summary."""
-    from serving.export_config import AudioSpec, ExportConfig, VoiceSpec
+    from models.fixtures import AUDIO_16K
+    from serving.contract import ExportConfig, VoiceSpec
 
     export_dir = tiny_vocoder_onnx.parent.parent
     voice = tiny_vocoder_onnx.parent.name
-    ExportConfig(voice, AudioSpec(16000, 200, 80), {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0'\n")
@@ -258,8 +267,8 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     args = (bin_dir / "trtexec.args").read_text()
-    assert f"--onnx={export_dir / voice / fp16_check.FP16_FILE_NAME}" in args and "--stronglyTyped" in args
-    assert "--minShapes=mel:1x80x1" in args and "--maxShapes=mel:16x80x" in args
+    assert f"--onnx={export_dir / voice / VOCODER_FP16_ONNX}" in args and "--stronglyTyped" in args
+    assert "--minShapes=MEL:1x80x1" in args and "--maxShapes=MEL:16x80x" in args
     metadata = json.loads((export_dir / voice / "vocoder.plan.json").read_text())
     assert metadata["tensorrt_version"] == "10.5.0" and metadata["compute_capability"] == "9.0"
     assert metadata["precision"] == "fp16" and metadata["builder"] == "trtexec"

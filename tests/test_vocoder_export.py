@@ -7,18 +7,18 @@ import onnx
 import pytest
 import torch
 
-from models.fixtures import voc_config
 from export.fp16_check import random_mels
-from models.hifigan import KanHifiGanGenerator
-from models.loader import load_vocoder
 from export.onnx_vocoder import (
-    FILE_NAME,
     check_vocoder_onnx,
     export_vocoder,
     kan_vocoder_meta,
     measure_right_context_frames,
 )
+from models.fixtures import voc_config
+from models.hifigan import KanHifiGanGenerator
+from models.loader import load_vocoder
 from models.model_dir import ModelDir
+from serving.contract import VOCODER_ONNX
 from serving.runtime.vocoder import VocoderInputError, VocoderModelError, VocoderRuntime
 
 
@@ -47,7 +47,7 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 def export_model_dir_vocoder(model_dir: Path, out: Path) -> tuple[torch.nn.Module, Path]:
     spec = ModelDir(model_dir).voice()
     vocoder = load_vocoder(spec)
-    return vocoder, export_vocoder(vocoder, out / spec.name / FILE_NAME, kan_vocoder_meta(vocoder), log=lambda _: None)
+    return vocoder, export_vocoder(vocoder, out / spec.name / VOCODER_ONNX, kan_vocoder_meta(vocoder), log=lambda _: None)
 
 
 def generator_16k(causal: bool, seed: int = 0) -> KanHifiGanGenerator:
@@ -66,7 +66,7 @@ def full_causal(full_model_dir: Path, tmp_path_factory) -> tuple[torch.nn.Module
 @pytest.fixture(scope="module")
 def full_noncausal(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
     vocoder = generator_16k(causal=False)
-    path = tmp_path_factory.mktemp("full_noncausal") / FILE_NAME
+    path = tmp_path_factory.mktemp("full_noncausal") / VOCODER_ONNX
     return vocoder, export_vocoder(vocoder, path, kan_vocoder_meta(vocoder), log=lambda _: None)
 
 

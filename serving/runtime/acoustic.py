@@ -24,20 +24,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from serving.contract import (
+    ACOUSTIC_GRAPHS,
+    DECODER_MEMORY,
+    DECODER_STEP,
+    DURATION_STEP,
+    ENCODER,
+    META_MAX_LEN,
+    META_OUTPUTS_PER_STEP,
+    META_VOCABULARY_SIZES,
+    POSTNET,
+)
 from serving.runtime.sessions import session_options
 from serving.symbols import STREAMS
-
-ENCODER = "encoder.onnx"
-DURATION_STEP = "duration_step.onnx"
-DECODER_MEMORY = "decoder_memory.onnx"
-DECODER_STEP = "decoder_step.onnx"
-POSTNET = "postnet.onnx"
-GRAPH_FILES = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
-
-# metadata_props keys written by export.onnx_acoustic
-META_MAX_LEN = "max_len"  # encoder: the longest phone sequence (position table size)
-META_VOCABULARY_SIZES = "vocabulary_sizes"  # encoder: JSON {stream: rows} for the streams of serving.symbols.STREAMS
-META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder step (r)
 
 ID_COLUMNS = len(STREAMS)  # sy, tone, syllable_flag, word_segment, emotion, speaker
 LINGUISTIC_COLUMNS = 4  # the first four go to the encoder's `ids`, then emotion, then speaker
@@ -92,7 +91,7 @@ class AcousticRuntime:
 
     def __init__(self, voice_dir: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
         voice_dir = Path(voice_dir)
-        missing = [name for name in GRAPH_FILES if not (voice_dir / name).is_file()]
+        missing = [name for name in ACOUSTIC_GRAPHS if not (voice_dir / name).is_file()]
         if missing:
             raise AcousticModelError(
                 f"{voice_dir} lacks {', '.join(missing)}: export the model again (python -m export MODEL_DIR --out DIR)"
@@ -100,7 +99,7 @@ class AcousticRuntime:
         options = session_options(intra_op_threads)
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {
-            name: ort.InferenceSession(str(voice_dir / name), options, providers=providers) for name in GRAPH_FILES
+            name: ort.InferenceSession(str(voice_dir / name), options, providers=providers) for name in ACOUSTIC_GRAPHS
         }
         encoder_meta = self._metadata(voice_dir, ENCODER, (META_MAX_LEN, META_VOCABULARY_SIZES))
         self.max_len = int(encoder_meta[META_MAX_LEN])

@@ -1,8 +1,20 @@
-"""ONNX Runtime session options shared by the acoustic and vocoder runtimes."""
+"""ONNX Runtime settings shared by the acoustic and vocoder runtimes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import onnxruntime as ort
+
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how wide a model instance runs: its ONNX Runtime providers and intra-op threads (None: ORT's default)."""
+
+    providers: tuple[str, ...] = (CPU,)
+    intra_op_threads: int | None = None
 
 
 def session_options(intra_op_threads: int | None) -> ort.SessionOptions:

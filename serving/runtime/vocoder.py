@@ -13,14 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from serving.contract import MEL, META_HOP, META_N_MELS
 from serving.runtime.sessions import session_options
-
-FILE_NAME = "vocoder.onnx"  # in each voice folder of an export directory
-INPUT_NAME = "mel"  # float32 [batch, n_mels, frames]
-OUTPUT_NAME = "audio"  # float32 [batch, 1, frames * hop]
-# metadata_props keys written by export.onnx_vocoder
-META_HOP = "hop_length"
-META_N_MELS = "n_mels"
 
 
 class VocoderInputError(ValueError):
@@ -29,6 +23,16 @@ class VocoderInputError(ValueError):
 
 class VocoderModelError(ValueError):
     """The vocoder ONNX file is not one written by export.onnx_vocoder."""
+
+
+def checked_mel(index: int, mel: np.ndarray, n_mels: int) -> np.ndarray:
+    """A mel [frames >= 1, n_mels] of finite values as float32, or VocoderInputError saying what is wrong."""
+    mel = np.asarray(mel)
+    if mel.ndim != 2 or mel.shape[1] != n_mels or mel.shape[0] < 1:
+        raise VocoderInputError(f"mel {index} has shape {list(mel.shape)}: expected [frames >= 1, {n_mels}] (frames first)")
+    if not np.isfinite(mel).all():
+        raise VocoderInputError(f"mel {index} holds NaN or infinite values")
+    return mel.astype(np.float32, copy=False)
 
 
 class VocoderRuntime:
@@ -46,18 +50,8 @@ class VocoderRuntime:
 
     def vocode(self, mels: list[np.ndarray]) -> list[np.ndarray]:
         """mels: float32 [frames_i, n_mels] each -> float32 audio [frames_i * hop_length] each."""
-        return [self._forward(self._checked(i, mel)) for i, mel in enumerate(mels)]
-
-    def _checked(self, index: int, mel: np.ndarray) -> np.ndarray:
-        mel = np.asarray(mel)
-        if mel.ndim != 2 or mel.shape[1] != self.n_mels or mel.shape[0] < 1:
-            raise VocoderInputError(
-                f"mel {index} has shape {list(mel.shape)}: expected [frames >= 1, {self.n_mels}] (frames first)"
-            )
-        if not np.isfinite(mel).all():
-            raise VocoderInputError(f"mel {index} holds NaN or infinite values")
-        return mel.astype(np.float32, copy=False)
+        return [self._forward(checked_mel(i, mel, self.n_mels)) for i, mel in enumerate(mels)]
 
     def _forward(self, mel: np.ndarray) -> np.ndarray:
-        (audio,) = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(mel.T[None])})
+        (audio,) = self.session.run(None, {MEL.name: np.ascontiguousarray(mel.T[None])})
         return audio[0, 0]

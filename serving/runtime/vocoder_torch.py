@@ -1,7 +1,7 @@
 """The BF16 CPU vocoder: the program that `python -m export --cpu-bf16-vocoder` saves (torch.export), run by torch.
 
 The only module of `serving` that imports torch, and only a deployment that chooses BF16 imports it
-(serving.vocoder_precision). It loads the saved program, not the export package's classes.
+(deploy.vocoder_precision). It loads the saved program, not the export package's classes.
 
 Like the FP32 runtime it vocodes the items of a batch one at a time, each at its own length, which
 matters more here: oneDNN sums in a different order for a different input length, and rounding to BF16
@@ -22,7 +22,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
-from serving.runtime.vocoder import META_HOP, META_N_MELS, VocoderModelError, VocoderRuntime
+from serving.contract import META_HOP, META_N_MELS
+from serving.runtime.vocoder import VocoderModelError, VocoderRuntime
 
 META_FILE = "vocoder.json"  # extra file of the saved program: the metadata props, as in the ONNX file
 

@@ -1,34 +1,45 @@
-"""Front-end step: validate one request and turn its text into one id row per sentence."""
+"""Front-end step: validate each request and turn its text into one row of symbol ids per sentence."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from serving.export_config import ExportConfig
+from serving.contract import (
+    DURATION_SCALE,
+    EMOTION,
+    FRONTEND,
+    IDS,
+    PAUSE,
+    SPEED,
+    TEXT,
+    TOKENS,
+    VOICE,
+    VOICE_INDEX,
+    ExportConfig,
+)
 from serving.frontend import FrontEnd, FrontEndError
 from serving.frontend.pipeline import DEFAULT_EMOTION
 from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.steps import RequestError, Tensors
 
 
-class RequestError(ValueError):
-    """A user mistake; its message goes back to the client as INVALID_ARG (HTTP 400)."""
+def scalar(request: Tensors, name: str):
+    """The one value of an optional input, or None where the request leaves it out."""
+    array = request.get(name)
+    if array is None:
+        return None
+    if array.size != 1:
+        raise RequestError(f"{name} must hold exactly one value per request, got shape {list(array.shape)}")
+    return array.reshape(-1)[0]
 
 
-@dataclass
-class SentenceRows:
-    ids: np.ndarray             # int64 [S, T_max, 6], padded with zeros past each row's token count
-    tokens: np.ndarray          # int32 [S, 1]
-    voice_index: np.ndarray     # int32 [S, 1]
-    duration_scale: np.ndarray  # float32 [S, 1]
-    pause: np.ndarray           # float32 [S, 1], seconds of silence after each sentence
-
-
-def decode_utf8(value: bytes | None, name: str) -> str | None:
+def decode_utf8(value, name: str) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, bytes):
+        raise RequestError(f"{name} must be a string (BYTES), got {type(value).__name__}")
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -36,6 +47,8 @@ def decode_utf8(value: bytes | None, name: str) -> str | None:
 
 
 class FrontendStep:
+    model = FRONTEND
+
     def __init__(self, config: ExportConfig):
         self.config = config
         self.voice_names = config.voice_names()
@@ -51,35 +64,46 @@ class FrontendStep:
                        for name, fe in self.frontends.items()},
         }
 
-    def process(self, text: bytes | None, voice: bytes | None = None, emotion: bytes | None = None,
-                speed: float | None = None) -> SentenceRows:
+    def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
+        results = []
+        for request in requests:
+            try:
+                results.append(self.sentence_rows(request))
+            except RequestError as e:
+                results.append(e)
+        return results
+
+    def sentence_rows(self, request: Tensors) -> Tensors:
+        text = decode_utf8(scalar(request, TEXT.name), TEXT.name)
         if text is None:
             raise RequestError("the TEXT input is missing: send the text to read as TEXT (BYTES, shape [1, 1])")
-        text_str = decode_utf8(text, "TEXT")
-        voice_str = decode_utf8(voice, "VOICE") or self.config.default_voice
-        emotion_str = decode_utf8(emotion, "EMOTION") or None
-        if voice_str not in self.frontends:
-            raise RequestError(f"unknown VOICE {voice_str!r}; available: {', '.join(self.voice_names)}")
+        voice = decode_utf8(scalar(request, VOICE.name), VOICE.name) or self.config.default_voice
+        emotion = decode_utf8(scalar(request, EMOTION.name), EMOTION.name) or None
+        if voice not in self.frontends:
+            raise RequestError(f"unknown VOICE {voice!r}; available: {', '.join(self.voice_names)}")
+        speed = scalar(request, SPEED.name)
         speed = 1.0 if speed is None else float(speed)
         if not (math.isfinite(speed) and SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
             raise RequestError(f"SPEED {speed} is out of range: use {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (1.0 is normal)")
         try:
-            sentences = self.frontends[voice_str](text_str, emotion_str)
+            sentences = self.frontends[voice](text, emotion)
         except FrontEndError as e:
             raise RequestError(str(e)) from None
         if len(sentences) > MAX_BATCH_SIZE:
             raise RequestError(f"TEXT has {len(sentences)} sentences, at most {MAX_BATCH_SIZE} fit one request: "
                                "split it into several requests")
         count = len(sentences)
-        longest = max(len(s.ids) for s in sentences)
-        ids = np.zeros((count, longest, sentences[0].ids.shape[1]), dtype=np.int64)
+        ids = np.zeros((count, max(len(s.ids) for s in sentences), sentences[0].ids.shape[1]), dtype=np.int64)
         for row, sentence in enumerate(sentences):
             ids[row, : len(sentence.ids)] = sentence.ids
-        column = lambda values, dtype: np.asarray(values, dtype=dtype).reshape(count, 1)
-        return SentenceRows(
-            ids=ids,
-            tokens=column([len(s.ids) for s in sentences], np.int32),
-            voice_index=column([self.voice_names.index(voice_str)] * count, np.int32),
-            duration_scale=column([1.0 / speed] * count, np.float32),
-            pause=column([s.pause_after for s in sentences], np.float32),
-        )
+
+        def column(values, dtype) -> np.ndarray:
+            return np.asarray(values, dtype=dtype).reshape(count, 1)
+
+        return {
+            IDS.name: ids,
+            TOKENS.name: column([len(s.ids) for s in sentences], np.int32),
+            VOICE_INDEX.name: column([self.voice_names.index(voice)] * count, np.int32),
+            DURATION_SCALE.name: column([1.0 / speed] * count, np.float32),
+            PAUSE.name: column([s.pause_after for s in sentences], np.float32),
+        }

@@ -1,7 +1,8 @@
-"""Vocoder step on CPU: every sentence's mel in the dynamic batch through HiFi-GAN, grouped by voice.
+"""Vocoder step: every sentence's mel in the dynamic batch through HiFi-GAN, grouped by voice.
 
-On a GPU host this step is Triton's tensorrt backend running the FP16 engine instead; both produce
-WAV [S, 1, F * hop] per request and the audio step trims each row to its own length.
+On CPU the step runs each voice's vocoder file itself (FP32 on ONNX Runtime, or BF16 on torch); on a GPU
+host it hands padded batches to the TensorRT engine model. Either way it returns WAV [S, 1, F * hop]
+per request and the join step trims each row to its own length.
 """
 
 from __future__ import annotations
@@ -10,37 +11,65 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.export_config import ExportConfig
-from serving.runtime.vocoder import FILE_NAME, VocoderRuntime
-from serving.steps import rows_by_voice
-from serving.vocoder_precision import BF16, BF16_FILE, FP32, PRECISIONS, PrecisionError
+from serving.contract import (
+    BF16,
+    CPU_VOCODER_FILES,
+    FP32,
+    FRAMES,
+    MEL,
+    TENSORRT,
+    VOCODER,
+    WAV,
+    ExportConfig,
+)
+from serving.runtime.sessions import RuntimeOptions
+from serving.runtime.vocoder import VocoderRuntime
+from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
+from serving.steps import RequestError, Tensors, rows_by_voice
+
+RUNTIMES = (FP32, BF16, TENSORRT)
+
+
+class VocoderConfigurationError(ValueError):
+    """The vocoder model's parameters ask for a runtime that cannot be built."""
 
 
 class VocoderStep:
-    def __init__(self, config: ExportConfig, export_dir: Path, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, precision: str = FP32):
+    model = VOCODER
+
+    def __init__(self, config: ExportConfig, voices_dir: Path, options: RuntimeOptions = RuntimeOptions(),
+                 runtime: str = FP32, engine: EngineCall | None = None):
+        """voices_dir holds a folder per voice with its vocoder file (CPU); `engine` is the engine model (GPU)."""
         self.hop = config.audio.hop_length
-        if precision not in PRECISIONS:
-            raise PrecisionError(f"unknown vocoder precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        if precision == BF16:
-            from serving.runtime.vocoder_torch import TorchVocoderRuntime  # torch: only where BF16 is chosen
+        voices = config.voice_names()
+        if runtime not in RUNTIMES:
+            raise VocoderConfigurationError(f"unknown vocoder runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+        if runtime == TENSORRT:
+            if engine is None:
+                raise VocoderConfigurationError("the tensorrt vocoder runtime needs the engine model to call")
+            # The GPU repository serves one engine, built from a vocoder every voice shares.
+            self.runtimes = [EngineVocoder(engine, self.hop, config.audio.n_mels)] * len(voices)
+        elif runtime == BF16:
+            from serving.runtime.vocoder_torch import (
+                TorchVocoderRuntime,  # torch: only where BF16 is chosen
+            )
 
-            self.runtimes = [TorchVocoderRuntime(Path(export_dir) / name / BF16_FILE, intra_op_threads)
-                             for name in config.voice_names()]
+            self.runtimes = [TorchVocoderRuntime(Path(voices_dir) / name / CPU_VOCODER_FILES[BF16],
+                                                 options.intra_op_threads) for name in voices]
         else:
-            self.runtimes = [VocoderRuntime(Path(export_dir) / name / FILE_NAME, providers, intra_op_threads)
-                             for name in config.voice_names()]
+            self.runtimes = [VocoderRuntime(Path(voices_dir) / name / CPU_VOCODER_FILES[FP32], list(options.providers),
+                                            options.intra_op_threads) for name in voices]
 
-    def process(self, requests: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """requests: per request MEL [S, n_mels, F], FRAMES [S, 1], VOICE_INDEX [S, 1] -> WAV [S, 1, F*hop]."""
+    def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
         waves: dict[tuple[int, int], np.ndarray] = {}
         for voice, group in rows_by_voice(requests, len(self.runtimes)):
-            mels = [requests[r]["MEL"][s, :, : int(requests[r]["FRAMES"][s, 0])].T for r, s in group]
+            mels = [requests[r][MEL.name][s, :, : int(requests[r][FRAMES.name][s, 0])].T for r, s in group]
             waves.update(zip(group, self.runtimes[voice].vocode(mels)))
         out = []
         for r, request in enumerate(requests):
-            batch = np.zeros((len(request["FRAMES"]), 1, request["MEL"].shape[2] * self.hop), dtype=np.float32)
-            for s in range(len(request["FRAMES"])):
+            rows = len(request[FRAMES.name])
+            batch = np.zeros((rows, 1, request[MEL.name].shape[2] * self.hop), dtype=np.float32)
+            for s in range(rows):
                 batch[s, 0, : len(waves[(r, s)])] = waves[(r, s)]
-            out.append(batch)
+            out.append({WAV.name: batch})
         return out

@@ -43,20 +43,30 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bench.memory import tree_memory  # noqa: E402
-from bench.report import describe_machine  # noqa: E402
-from bench.texts import KINDS, MAKERS  # noqa: E402
-from serving.export_config import ExportConfig  # noqa: E402
-from serving.launcher import LauncherError, TritonServer  # noqa: E402
-from serving.repository import generate  # noqa: E402
-from serving.steps.acoustic import AcousticStep  # noqa: E402
-from serving.steps.audio import join_sentences  # noqa: E402
-from serving.steps.frontend import FrontendStep  # noqa: E402
-from serving.steps.vocoder import VocoderStep  # noqa: E402
-from tts_client import TTSClient  # noqa: E402
-from tts_client.client import TTSError  # noqa: E402
+from tts_client import TTSClient
+from tts_client.client import TTSError
+
+from bench.memory import tree_memory
+from bench.report import describe_machine
+from bench.texts import KINDS, MAKERS
+from deploy.launcher import LauncherError, TritonServer
+from deploy.repository import generate
+from serving.contract import (
+    ACOUSTIC,
+    AUDIO,
+    DURATION_SCALE,
+    EXPORT_CONFIG_FILE,
+    IDS,
+    PAUSE,
+    TEXT,
+    TOKENS,
+    VOCODER,
+    VOICE_INDEX,
+    ExportConfig,
+)
+from serving.pipeline import Pipeline
+from serving.runtime.sessions import RuntimeOptions
 
 MAX_RSS_GROWTH = 0.10          # issue 6: under 10% between minute 2 and minute 10
 MEMORY_WINDOW_START = 0.2      # ... i.e. from 20% of the run to its end
@@ -119,42 +129,38 @@ class Reference:
     """The serving pipeline of a CPU model repository, run in this process for the checks (one thread)."""
 
     def __init__(self, repository: Path):
-        acoustic_dir, vocoder_dir = repository / "acoustic" / "1", repository / "vocoder" / "1"
-        if not (acoustic_dir / "export.json").is_file():
-            raise SoakError(f"{repository} is not a generated model repository (no acoustic/1/export.json): "
-                            "generate one with python -m serving.repository EXPORT_DIR --target cpu")
+        acoustic_dir, vocoder_dir = repository / ACOUSTIC.name / "1", repository / VOCODER.name / "1"
+        if not (acoustic_dir / EXPORT_CONFIG_FILE).is_file():
+            raise SoakError(f"{repository} is not a generated model repository (no {ACOUSTIC.name}/1/{EXPORT_CONFIG_FILE}): "
+                            "generate one with python -m deploy.repository EXPORT_DIR --target cpu")
         config = ExportConfig.read(acoustic_dir)
-        # The vocoder's precision, as the server's vocoder model reads it from its config.
-        precision = re.search(r'key: "precision" value \{ string_value: "(\w+)" \}',
-                              (repository / "vocoder" / "config.pbtxt").read_text())
-        if precision is None:
-            raise SoakError(f"{repository} is not a CPU model repository (its vocoder has no precision parameter): "
-                            "generate one with python -m serving.repository EXPORT_DIR --target cpu")
+        # The vocoder's runtime, as the server's vocoder model reads it from its config.
+        runtime = re.search(r'key: "runtime" value \{ string_value: "(\w+)" \}',
+                            (repository / VOCODER.name / "config.pbtxt").read_text())
+        if runtime is None:
+            raise SoakError(f"{repository} is not a CPU model repository (its vocoder has no runtime parameter): "
+                            "generate one with python -m deploy.repository EXPORT_DIR --target cpu")
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
-        self.frontend = FrontendStep(config)
-        self.acoustic = AcousticStep(config, acoustic_dir, intra_op_threads=1)
-        self.vocoder = VocoderStep(config, vocoder_dir, intra_op_threads=1, precision=precision.group(1))
+        self.pipeline = Pipeline.load(config, acoustic_dir, vocoder_dir, RuntimeOptions(intra_op_threads=1),
+                                      runtime.group(1))
         self._expected: dict[str, int] = {}
 
     def expected_samples(self, text: str) -> int:
         """sum(frames_i) * hop + the pauses between sentences, frames_i from the duration loop alone."""
         if text not in self._expected:
-            rows = self.frontend.process(text.encode("utf-8"))
-            runtime = self.acoustic.runtimes[int(rows.voice_index[0, 0])]
-            ids = [rows.ids[s, : int(rows.tokens[s, 0])] for s in range(len(rows.tokens))]
-            frames = [int(per_phone.sum()) for per_phone, _ in runtime.durations(ids, rows.duration_scale[:, 0].tolist())]
-            pauses = sum(int(round(float(p) * self.sample_rate)) for p in rows.pause[:-1, 0])
+            rows = self.pipeline.frontend.sentence_rows({TEXT.name: np.array([[text.encode("utf-8")]], dtype=object)})
+            runtime = self.pipeline.acoustic.runtimes[int(rows[VOICE_INDEX.name][0, 0])]
+            ids = [rows[IDS.name][s, : int(rows[TOKENS.name][s, 0])] for s in range(len(rows[TOKENS.name]))]
+            durations = runtime.durations(ids, rows[DURATION_SCALE.name][:, 0].tolist())
+            frames = [int(per_phone.sum()) for per_phone, _ in durations]
+            pauses = sum(int(round(float(p) * self.sample_rate)) for p in rows[PAUSE.name][:-1, 0])
             self._expected[text] = sum(frames) * self.hop + pauses
         return self._expected[text]
 
     def synthesize(self, text: str) -> np.ndarray:
         """The whole pipeline for one request alone: what the server returns for `text` without load."""
-        rows = self.frontend.process(text.encode("utf-8"))
-        ((mel, frames),) = self.acoustic.process([dict(IDS=rows.ids, TOKENS=rows.tokens,
-                                                       VOICE_INDEX=rows.voice_index,
-                                                       DURATION_SCALE=rows.duration_scale)])
-        (wav,) = self.vocoder.process([dict(MEL=mel, FRAMES=frames, VOICE_INDEX=rows.voice_index)])
-        return join_sentences(wav, frames, rows.pause, self.hop, self.sample_rate)[0]
+        (result,) = self.pipeline.process([{TEXT.name: np.array([[text.encode("utf-8")]], dtype=object)}])
+        return result[AUDIO.name][0]
 
 
 class TextStream:

@@ -1,6 +1,6 @@
 """Front-end speed on one CPU core: characters per second over the test corpus and a 10k-character text.
 
-    .venv/bin/python scripts/bench_frontend.py [--out results/frontend_bench.md]
+    .venv/bin/python -m bench.frontend [--out results/frontend_bench.md]
 
 Each run starts with an empty per-word pinyin cache (the cost a new text pays); the warm figure
 repeats the corpus with the cache filled, as a long-running server mostly sees it.
@@ -64,7 +64,7 @@ def main() -> None:
         ("one 10,000-char text, cold word cache", f"{len(front_end(long_text))} sentences", long_cold),
     ]
     lines = [
-        "# Front-end speed (scripts/bench_frontend.py)",
+        "# Front-end speed (python -m bench.frontend)",
         "",
         f"One core of {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
         f"best of {args.repeat} runs. Target: at least {TARGET_CHARS_PER_S} chars/s.",

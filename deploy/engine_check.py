@@ -7,7 +7,7 @@ A TensorRT plan only runs on the GPU model and TensorRT version that built it. e
   environment variable, else the version in the name of libnvinfer.so.X.Y.Z (as in Triton's image).
 The probe is injectable for tests. No torch or tensorrt import is needed to read the metadata.
 
-    python -m serving.engine_check PLAN [PLAN ...]
+    python -m deploy.engine_check PLAN [PLAN ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-PLAN_FILE = "vocoder.plan"
+from serving.contract import plan_metadata_path
+
 REBUILD = "scripts/build_engines.sh EXPORT_DIR"
 LIBNVINFER_GLOBS = ("/usr/lib/x86_64-linux-gnu/libnvinfer.so.*.*.*", "/usr/lib/aarch64-linux-gnu/libnvinfer.so.*.*.*",
                     "/usr/local/tensorrt/lib/libnvinfer.so.*.*.*", "/opt/tritonserver/lib/libnvinfer.so.*.*.*")
@@ -47,10 +48,6 @@ class Gpu:
 class Platform:
     gpus: list[Gpu]
     tensorrt_version: str | None
-
-
-def metadata_path(plan_path: Path) -> Path:
-    return plan_path.with_name(plan_path.name + ".json")
 
 
 def probe_gpus() -> list[Gpu]:
@@ -93,7 +90,7 @@ def same_version(a: str, b: str) -> bool:
 
 
 def read_metadata(plan_path: Path) -> dict:
-    path = metadata_path(plan_path)
+    path = plan_metadata_path(plan_path)
     if not path.is_file():
         raise EngineCheckError(f"{path} is missing, so {plan_path} cannot be checked: rebuild it with {REBUILD}")
     try:
@@ -131,7 +128,7 @@ def check_engine(plan_path: str | Path, probe: Callable[[], Platform] = probe_pl
 def main(argv: list[str] | None = None) -> int:
     plans = argv if argv is not None else sys.argv[1:]
     if not plans:
-        print("usage: python -m serving.engine_check PLAN [PLAN ...]", file=sys.stderr)
+        print("usage: python -m deploy.engine_check PLAN [PLAN ...]", file=sys.stderr)
         return 2
     try:
         for plan in plans:

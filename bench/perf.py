@@ -1,6 +1,6 @@
 """perf_analyzer against the `tts` ensemble over gRPC and HTTP, a concurrency sweep, CSV + plot.
 
-    .venv/bin/python scripts/perf.py [--repository build/model_repository] [--concurrency 1 2 4 8 16]
+    scripts/perf.sh [--repository build/model_repository] [--concurrency 1 2 4 8 16]
 
 Starts its own tritonserver WITHOUT the response cache (perf_analyzer cycles through its inputs, so
 a cache would turn the sweep into a cache benchmark), feeds real Chinese sentences (short, medium,
@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from deploy.launcher import TritonServer, triton_env
 
-from serving.launcher import TritonServer, triton_env  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SENTENCES = {
     "short": ["你好。", "谢谢你。", "请稍等。", "早上好。"],

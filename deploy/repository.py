@@ -1,0 +1,199 @@
+"""Generate a Triton model repository for a target (cpu or gpu) from an export directory.
+
+    python -m deploy.repository EXPORT_DIR --target cpu|gpu --out DIR [--vocoder-precision auto|fp32|bf16]
+
+The templates and thin model.py adapters live in model_repository/; the target's deploy settings
+(instances, queue delays, threads, providers) in deploy/targets/<target>.yaml. This fills the templates
+in with those settings and the export's own numbers (export.json, serving.limits), copies the graph
+files next to the models that run them, and writes the warmup inputs. One source of truth for both
+targets: the `tts` ensemble and the vocoder model are the same on both; a GPU repository adds the
+TensorRT engine model that the vocoder model calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import numpy as np
+import yaml
+
+from deploy.vocoder_precision import AUTO, CHOICES, PrecisionError, choose, cpu_flags
+from serving.contract import (
+    ACOUSTIC,
+    ACOUSTIC_GRAPHS,
+    CPU_VOCODER_FILES,
+    EXPORT_CONFIG_FILE,
+    FRONTEND,
+    JOIN,
+    TENSORRT,
+    TTS,
+    VOCODER,
+    VOCODER_ENGINE,
+    VOCODER_ONNX,
+    VOCODER_PLAN,
+    ExportConfig,
+    ExportConfigError,
+    plan_metadata_path,
+)
+from serving.limits import MAX_BATCH_SIZE
+from serving.steps.frontend import FrontendStep
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
+TARGETS_DIR = Path(__file__).resolve().parent / "targets"
+TARGETS = ("cpu", "gpu")
+PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
+WARMUP_TOKENS = 16
+WARMUP_FRAMES = 64
+
+
+class RepositoryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    kind: str  # KIND_CPU or KIND_GPU
+    instances: int
+    queue_delay_us: int
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """deploy/targets/<target>.yaml."""
+
+    providers: list[str]
+    intra_op_threads: int
+    models: dict[str, ModelSettings]
+
+    @classmethod
+    def read(cls, target: str) -> "TargetSettings":
+        if target not in TARGETS:
+            raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+        data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
+        return cls(data["providers"], data["intra_op_threads"],
+                   {name: ModelSettings(**values) for name, values in data["models"].items()})
+
+
+def pbtxt_string(text: str) -> str:
+    """Escape a string for a double-quoted protobuf text field."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def pbtxt_parameters(parameters: dict[str, str]) -> str:
+    return "\n".join(f'parameters {{ key: "{key}" value {{ string_value: "{pbtxt_string(value)}" }} }}'
+                     for key, value in parameters.items())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        raise RepositoryError(f"{src} is missing: export the model again (python -m export MODEL_DIR --out ...)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def read_engine_metadata(export_dir: Path, voices: list[str]) -> dict:
+    """The GPU repository serves one engine: every voice must share one vocoder, and its engine must be built."""
+    hashes = {v: sha256(export_dir / v / VOCODER_ONNX) for v in voices}
+    if len(set(hashes.values())) > 1:
+        raise RepositoryError("the voices use different vocoders, but the GPU repository serves one TensorRT "
+                              "vocoder: export one voice (python -m export MODEL_DIR --voice NAME)")
+    metadata = plan_metadata_path(export_dir / voices[0] / VOCODER_PLAN)
+    if not metadata.is_file():
+        raise RepositoryError(f"{metadata} is missing: build the engines first (scripts/build_engines.sh {export_dir})")
+    return json.loads(metadata.read_text())
+
+
+def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print) -> Path:
+    """vocoder_precision (CPU target only): fp32, bf16 or auto (deploy.vocoder_precision.choose)."""
+    settings = TargetSettings.read(target)
+    export_dir, out = Path(export_dir), Path(out)
+    config = ExportConfig.read(export_dir)
+    voices = config.voice_names()
+    parameters = {FRONTEND.name: {"voices": json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
+                  ACOUSTIC.name: {"providers": ",".join(settings.providers),
+                                  "intra_op_threads": str(settings.intra_op_threads)}}
+    values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
+                  warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
+    if target == "gpu":
+        engine = read_engine_metadata(export_dir, voices)
+        runtime = TENSORRT
+        values["engine_max_batch_size"] = engine["max_batch_size"]
+        parameters[VOCODER.name] = {**parameters[ACOUSTIC.name], "runtime": runtime,
+                                    "engine_max_batch_size": str(engine["max_batch_size"])}
+    else:
+        try:
+            runtime, why = choose(export_dir, voices, vocoder_precision, cpu_flags())
+        except PrecisionError as e:
+            raise RepositoryError(str(e)) from None
+        log(f"CPU vocoder precision: {runtime} ({why})")
+        parameters[VOCODER.name] = {**parameters[ACOUSTIC.name], "runtime": runtime}
+
+    if out.exists():
+        shutil.rmtree(out)
+    for name, model in settings.models.items():
+        (out / name / "1").mkdir(parents=True)
+        text = Template((TEMPLATES / name / "config.pbtxt.in").read_text()).substitute(
+            values, kind=model.kind, instances=model.instances, queue_delay_us=model.queue_delay_us,
+            parameters=pbtxt_parameters(parameters.get(name, {})))
+        (out / name / "config.pbtxt").write_text(text)
+    (out / TTS.name / "1").mkdir(parents=True)
+    (out / TTS.name / "config.pbtxt").write_text((TEMPLATES / TTS.name / "config.pbtxt.in").read_text())
+
+    for model in PYTHON_MODELS:
+        copy(TEMPLATES / model.name / "1" / "model.py", out / model.name / "1" / "model.py")
+        copy(export_dir / EXPORT_CONFIG_FILE, out / model.name / "1" / EXPORT_CONFIG_FILE)
+    for voice in voices:
+        for graph in ACOUSTIC_GRAPHS:
+            copy(export_dir / voice / graph, out / ACOUSTIC.name / "1" / voice / graph)
+    if target == "gpu":
+        plan = export_dir / voices[0] / VOCODER_PLAN
+        copy(plan, out / VOCODER_ENGINE.name / "1" / "model.plan")
+        copy(plan_metadata_path(plan), plan_metadata_path(out / VOCODER_ENGINE.name / "1" / "model.plan"))
+    else:
+        for voice in voices:
+            vocoder_file = CPU_VOCODER_FILES[runtime]
+            copy(export_dir / voice / vocoder_file, out / VOCODER.name / "1" / voice / vocoder_file)
+
+    write_warmup(out)
+    return out
+
+
+def write_warmup(out: Path) -> None:
+    """The files the configs' model_warmup sections name: one sentence of WARMUP_TOKENS and WARMUP_FRAMES."""
+    acoustic, vocoder = out / ACOUSTIC.name / "warmup", out / VOCODER.name / "warmup"
+    acoustic.mkdir()
+    vocoder.mkdir()
+    np.array([WARMUP_TOKENS], dtype=np.int32).tofile(acoustic / "tokens")
+    np.array([1.0], dtype=np.float32).tofile(acoustic / "duration_scale")
+    np.array([WARMUP_FRAMES], dtype=np.int32).tofile(vocoder / "frames")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Generate a Triton model repository from an export directory.")
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("--target", choices=TARGETS, default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
+    parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO,
+                        help="CPU target: the vocoder's precision; auto picks BF16 where the CPU and the export's "
+                             "quality record allow it (default auto)")
+    args = parser.parse_args()
+    try:
+        out = generate(args.export_dir, args.out, args.target, args.vocoder_precision)
+    except (RepositoryError, ExportConfigError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote the {args.target} model repository to {out}")
+
+
+if __name__ == "__main__":
+    main()

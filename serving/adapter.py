@@ -1,0 +1,67 @@
+"""What every model_repository/*/1/model.py shares: a step's tensors in and out of Triton.
+
+`pb_utils` (triton_python_backend_utils) exists only inside the Triton python stub, so the model.py
+files pass it in. Every request gets its own response: its outputs, or its own error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from serving.contract import MEL, VOCODER_ENGINE, WAV, ExportConfig
+from serving.runtime.sessions import RuntimeOptions
+from serving.runtime.vocoder_engine import EngineCall
+from serving.steps import RequestError, Step
+
+
+class ModelArgs:
+    """The `args` Triton gives a python model's initialize(): its files and its config's parameters."""
+
+    def __init__(self, args: dict):
+        self.files = Path(args["model_repository"]) / args["model_version"]  # where the generator put its files
+        config = json.loads(args["model_config"])
+        self.parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+    @property
+    def export_config(self) -> ExportConfig:
+        return ExportConfig.read(self.files)
+
+    def runtime_options(self) -> RuntimeOptions:
+        return RuntimeOptions(tuple(self.parameters["providers"].split(",")), int(self.parameters["intra_op_threads"]))
+
+
+def execute(pb_utils, step: Step, requests: list) -> list:
+    """Run one dynamic batch through `step`: each request's declared inputs in, its outputs or error out."""
+    arrays = []
+    for request in requests:
+        tensors = {}
+        for tensor in step.model.inputs:
+            value = pb_utils.get_input_tensor_by_name(request, tensor.name)
+            if value is not None:
+                tensors[tensor.name] = value.as_numpy()
+        arrays.append(tensors)
+    responses = []
+    for result in step.process(arrays):
+        if isinstance(result, RequestError):
+            responses.append(pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)))
+        else:
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(name, value) for name, value in result.items()]))
+    return responses
+
+
+def engine_call(pb_utils, args: ModelArgs) -> EngineCall | None:
+    """The TensorRT engine model, called through BLS, where the vocoder's parameters name one (GPU target)."""
+    if "engine_max_batch_size" not in args.parameters:
+        return None
+
+    def infer(mel):
+        request = pb_utils.InferenceRequest(model_name=VOCODER_ENGINE.name, inputs=[pb_utils.Tensor(MEL.name, mel)],
+                                            requested_output_names=[WAV.name])
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{VOCODER_ENGINE.name}: {response.error().message()}")
+        return pb_utils.get_output_tensor_by_name(response, WAV.name).as_numpy()
+
+    return EngineCall(infer, int(args.parameters["engine_max_batch_size"]))

@@ -1,0 +1,222 @@
+"""The export contract: every name that crosses a boundary, owned here once.
+
+What `python -m export` writes into an export directory, what the model repository generator copies
+from it, what the Triton models exchange, and what the in-process pipeline runs:
+
+    <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
+    <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
+    <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] -> WAV [batch, 1, samples]
+    <export dir>/<voice>/vocoder.bf16.pt2      the BF16 CPU vocoder and its quality record (optional)
+    <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
+    <export dir>/<voice>/vocoder.plan          the TensorRT engine and vocoder.plan.json, its metadata (GPU hosts)
+
+Triton tensors are named in upper case everywhere; a tensor keeps its name from the model that makes
+it to every model that reads it, so the `tts` ensemble maps each name to itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from serving.symbols import STREAMS, Vocabulary
+
+# -- the export directory ------------------------------------------------------------------------
+
+EXPORT_CONFIG_FILE = "export.json"
+FORMAT_VERSION = 2  # 2: one audio settings type, upper-case vocoder tensors
+
+# The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
+ENCODER = "encoder.onnx"
+DURATION_STEP = "duration_step.onnx"
+DECODER_MEMORY = "decoder_memory.onnx"
+DECODER_STEP = "decoder_step.onnx"
+POSTNET = "postnet.onnx"
+ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
+
+VOCODER_ONNX = "vocoder.onnx"
+VOCODER_BF16 = "vocoder.bf16.pt2"  # a torch.export program (export.vocoder_bf16)
+VOCODER_BF16_CHECK = "vocoder.bf16.json"  # its quality record against FP32 (BF16Check)
+VOCODER_FP16_ONNX = "vocoder_fp16.onnx"  # FP16 with FP32 islands (export.fp16_check)
+FP16_CHECK_REPORT = "fp16_check.json"
+VOCODER_PLAN = "vocoder.plan"
+TIMING_CACHE = "trt_timing.cache"  # in the export directory itself, shared by the voices' engine builds
+
+# What the vocoder model runs (its "runtime" parameter): on CPU a precision, each with its file; on a
+# GPU host the TensorRT engine, served as the model VOCODER_ENGINE.
+FP32, BF16, TENSORRT = "fp32", "bf16", "tensorrt"
+CPU_VOCODER_FILES = {FP32: VOCODER_ONNX, BF16: VOCODER_BF16}
+
+
+def plan_metadata_path(plan: Path) -> Path:
+    """The metadata file written beside a TensorRT engine (GPU, TensorRT version, profile, batch size)."""
+    return plan.with_name(plan.name + ".json")
+
+
+# metadata_props of the graphs: what a runtime needs that no input shape carries
+META_MAX_LEN = "max_len"  # encoder: the longest phone sequence (the position table's size)
+META_VOCABULARY_SIZES = "vocabulary_sizes"  # encoder: JSON {stream: rows}
+META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder step (r)
+META_HOP = "hop_length"  # vocoder: samples per mel frame
+META_N_MELS = "n_mels"  # vocoder: mel bins
+META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
+
+# -- Triton tensors ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A Triton tensor: its config data type and its dims per request row (after the batch axis).
+
+    In dims, -1 is a length that varies and a str names a size of the export ("streams", "n_mels").
+    """
+
+    name: str
+    dtype: str
+    dims: tuple
+    meaning: str
+
+
+TEXT = Tensor("TEXT", "TYPE_STRING", (1,), "UTF-8 text or SSML to read")
+VOICE = Tensor("VOICE", "TYPE_STRING", (1,), "a voice of the model directory (default: the first)")
+EMOTION = Tensor("EMOTION", "TYPE_STRING", (1,), "an emotion of the voice (default: neutral)")
+SPEED = Tensor("SPEED", "TYPE_FP32", (1,), "speaking rate, 1.0 is the model's own")
+IDS = Tensor("IDS", "TYPE_INT64", (-1, "streams"), "one sentence's symbol ids, one column per symbol stream")
+TOKENS = Tensor("TOKENS", "TYPE_INT32", (1,), "the sentence's token count (IDS rows past it are padding)")
+VOICE_INDEX = Tensor("VOICE_INDEX", "TYPE_INT32", (1,), "the voice's position in ExportConfig.voice_names()")
+DURATION_SCALE = Tensor("DURATION_SCALE", "TYPE_FP32", (1,), "multiplies the predicted phone durations (1 / SPEED)")
+PAUSE = Tensor("PAUSE", "TYPE_FP32", (1,), "seconds of silence after the sentence")
+MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "the sentence's mel spectrogram (frames past FRAMES are padding)")
+FRAMES = Tensor("FRAMES", "TYPE_INT32", (1,), "the sentence's mel frame count")
+WAV = Tensor("WAV", "TYPE_FP32", (1, -1), "the sentence's waveform (samples past FRAMES x hop are padding)")
+AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "the whole text's FP32 PCM in [-1, 1], sentences joined with pauses")
+SAMPLE_RATE = Tensor("SAMPLE_RATE", "TYPE_INT32", (1,), "samples per second of AUDIO")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A Triton model's interface: what it reads and writes, and which inputs a request may leave out."""
+
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    optional: tuple[Tensor, ...] = ()
+
+
+# TEXT is required, but optional in the configs so that a request without it reaches the front end and
+# gets a clear error (otherwise the ensemble waits for it and reports a scheduling deadlock).
+REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED)
+FRONTEND = Model("frontend", REQUEST_INPUTS, (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), REQUEST_INPUTS)
+ACOUSTIC = Model("acoustic", (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE), (MEL, FRAMES))
+VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))
+JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
+TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
+PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
+
+# On a GPU host the vocoder model hands each batch to the TensorRT engine, its own Triton model.
+VOCODER_ENGINE = Model("vocoder_engine", (MEL,), (WAV,))
+
+# -- export.json ---------------------------------------------------------------------------------
+
+
+class ExportConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """The mel front end that the acoustic model and the vocoder share (a voice's audio_config.yaml)."""
+
+    sample_rate: int
+    hop_length: int
+    win_length: int
+    n_fft: int
+    n_mels: int
+    fmin: float
+    fmax: float
+
+    def sizes(self) -> dict[str, int]:
+        """The named sizes that Tensor dims refer to."""
+        return {"n_mels": self.n_mels, "streams": len(STREAMS)}
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    speakers: list[str]
+    has_mask: bool
+    outputs_per_step: int  # decoder frames per step (r)
+    max_len: int  # longest phone sequence the position table covers
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary.build(self.speakers, self.has_mask)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """export.json: the only description of the model the server needs."""
+
+    default_voice: str
+    audio: AudioSettings
+    voices: dict[str, VoiceSpec]
+    source: str = ""
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def voice_names(self) -> list[str]:
+        """Voice names with the default first; a voice's index in this list is its VOICE_INDEX."""
+        return [self.default_voice] + [v for v in self.voices if v != self.default_voice]
+
+    def write(self, export_dir: Path) -> Path:
+        path = Path(export_dir) / EXPORT_CONFIG_FILE
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, export_dir: Path) -> "ExportConfig":
+        path = Path(export_dir) / EXPORT_CONFIG_FILE
+        if not path.is_file():
+            raise ExportConfigError(f"{path} not found: run `python -m export MODEL_DIR --out {export_dir}` first")
+        data = json.loads(path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ExportConfigError(f"{path} has format version {data.get('format_version')}, expected "
+                                    f"{FORMAT_VERSION}: export the model again")
+        return cls(
+            default_voice=data["default_voice"],
+            audio=AudioSettings(**data["audio"]),
+            voices={name: VoiceSpec(**spec) for name, spec in data["voices"].items()},
+            source=data.get("source", ""),
+            extra=data.get("extra", {}),
+        )
+
+
+# The quality bound of a low-precision CPU vocoder, on real speech (results/precision.md).
+MAX_L1_VS_FP32 = 0.10  # mean |ln-mel(low precision) - ln-mel(FP32)| of the two outputs, re-analysed
+MAX_DISTANCE_RISE = 0.10  # ln-mel L1 to the input speech may rise by at most 10 % of FP32's
+
+
+@dataclass(frozen=True)
+class BF16Check:
+    """The export's record of one voice's BF16 vocoder against its FP32 vocoder (VOCODER_BF16_CHECK)."""
+
+    sentences: list[str]
+    l1_vs_fp32: list[float]  # per sentence
+    max_l1_vs_fp32: float = MAX_L1_VS_FP32
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
+
+    def write(self, voice_dir: Path) -> Path:
+        path = Path(voice_dir) / VOCODER_BF16_CHECK
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, voice_dir: Path) -> "BF16Check":
+        data = json.loads((Path(voice_dir) / VOCODER_BF16_CHECK).read_text())
+        # The bound is this code's, not the file's: an old record cannot loosen it.
+        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"])
+
+    def summary(self) -> str:
+        return f"BF16 vs FP32 log-mel L1 {max(self.l1_vs_fp32):.4f} (bound {self.max_l1_vs_fp32})"

@@ -1,0 +1,122 @@
+"""The generated model repository against serving.contract, and who may import whom.
+
+Every model config declares exactly the tensors of its serving.contract.Model (names, types, dims),
+the `tts` ensemble runs serving.contract.PIPELINE in order with each tensor mapped to itself, and the
+packages keep their layering: serving/ (what the Triton stub imports) and deploy/ import no torch and
+nothing of models/ or export/.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from deploy.repository import TargetSettings, generate
+from serving.contract import (
+    PIPELINE,
+    TTS,
+    VOCODER,
+    VOCODER_ENGINE,
+    VOCODER_ONNX,
+    ExportConfig,
+    Model,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def declared(tensors, sizes: dict[str, int]) -> list[tuple]:
+    return [(t.name, t.dtype, [sizes.get(d, d) for d in t.dims]) for t in tensors]
+
+
+def configured(tensors) -> list[tuple]:
+    return [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors]
+
+
+def check_model(config: model_config_pb2.ModelConfig, model: Model, sizes: dict[str, int]) -> None:
+    assert config.name == model.name
+    assert configured(config.input) == declared(model.inputs, sizes)
+    assert configured(config.output) == declared(model.outputs, sizes)
+    assert [t.name for t in config.input if t.optional] == [t.name for t in model.optional]
+
+
+def test_every_model_declares_the_contracts_tensors(tiny_repository):
+    sizes = ExportConfig.read(tiny_repository / "frontend" / "1").audio.sizes()
+    for model in (*PIPELINE, TTS):
+        check_model(read_config(tiny_repository / model.name / "config.pbtxt"), model, sizes)
+
+
+def test_the_ensemble_runs_the_pipeline_in_order_with_each_tensor_mapped_to_itself(tiny_repository):
+    ensemble = read_config(tiny_repository / TTS.name / "config.pbtxt")
+    steps = ensemble.ensemble_scheduling.step
+    assert [step.model_name for step in steps] == [model.name for model in PIPELINE]
+    for step, model in zip(steps, PIPELINE):
+        assert dict(step.input_map) == {t.name: t.name for t in model.inputs}
+        assert dict(step.output_map) == {t.name: t.name for t in model.outputs}
+    made = {t.name for t in TTS.inputs}
+    for model in PIPELINE:  # every step reads only what the request or an earlier step made
+        assert {t.name for t in model.inputs} <= made
+        made |= {t.name for t in model.outputs}
+    assert {t.name for t in TTS.outputs} <= made
+
+
+def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tiny_repository, tmp_path):
+    """The GPU target: the same ensemble and vocoder model; the engine model's max_batch_size is the one its
+    metadata records, so the engine and its config cannot disagree."""
+    export_dir = tmp_path / "export"  # an export directory with an engine built, put together from the CPU repository
+    export_dir.mkdir()
+    config = ExportConfig.read(tiny_repository / "frontend" / "1")
+    config.write(export_dir)
+    for voice in config.voice_names():
+        voice_dir = export_dir / voice
+        shutil.copytree(tiny_repository / "acoustic" / "1" / voice, voice_dir)
+        shutil.copyfile(tiny_repository / "vocoder" / "1" / voice / VOCODER_ONNX, voice_dir / VOCODER_ONNX)
+        (voice_dir / "vocoder.plan").write_bytes(b"an engine")
+        (voice_dir / "vocoder.plan.json").write_text(json.dumps({"max_batch_size": 24}))
+    repository = generate(export_dir, tmp_path / "gpu", "gpu")
+    assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
+    vocoder = read_config(repository / VOCODER.name / "config.pbtxt")
+    engine = read_config(repository / VOCODER_ENGINE.name / "config.pbtxt")
+    sizes = config.audio.sizes()
+    check_model(vocoder, VOCODER, sizes)
+    check_model(engine, VOCODER_ENGINE, sizes)
+    assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 24
+    assert vocoder.parameters["runtime"].string_value == "tensorrt"
+    assert vocoder.parameters["engine_max_batch_size"].string_value == "24"
+    assert (repository / VOCODER_ENGINE.name / "1" / "model.plan").read_bytes() == b"an engine"
+    assert read_config(repository / TTS.name / "config.pbtxt") == read_config(
+        ROOT / "model_repository" / TTS.name / "config.pbtxt.in")
+
+
+def imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package,forbidden", [
+    ("serving", {"torch", "models", "export", "deploy", "bench"}),
+    ("deploy", {"torch", "models", "export", "bench"}),
+    ("models", {"export", "deploy", "bench"}),
+    ("model_repository", {"torch", "models", "export", "deploy", "bench"}),
+])
+def test_layering(package, forbidden):
+    # The BF16 CPU vocoder runtime is the one module of serving/ allowed torch: only a BF16 deployment loads it.
+    allowed = {ROOT / "serving" / "runtime" / "vocoder_torch.py": {"torch"}}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        found = imports_of(path) & (forbidden - allowed.get(path, set()))
+        assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
