@@ -32,9 +32,9 @@ from deploy.vocoder_precision import AUTO, CHOICES
 from models.model_dir import ModelDir, ModelDirError
 from serving.contract import ExportConfigError
 
-FLOOR_CONCURRENCY_THROUGHPUT = 8   # issue 6: at concurrency 8, ours >= 2x the baseline's throughput
+FLOOR_CONCURRENCY_THROUGHPUT = 8   # at concurrency 8, ours must reach >= 2x the baseline's throughput
 FLOOR_THROUGHPUT_RATIO = 2.0
-FLOOR_CONCURRENCY_LATENCY = 1      # issue 6: at concurrency 1, our p50 latency no worse than the baseline's
+FLOOR_CONCURRENCY_LATENCY = 1      # at concurrency 1, our p50 latency must be no worse than the baseline's
 
 
 def prepare_model(args: argparse.Namespace) -> tuple[Path, Path, str]:

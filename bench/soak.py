@@ -44,9 +44,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from tts_client import TTSClient
-from tts_client.client import TTSError
-
 from bench.memory import tree_memory
 from bench.report import describe_machine
 from bench.texts import KINDS, MAKERS
@@ -67,8 +64,10 @@ from serving.contract import (
 )
 from serving.pipeline import Pipeline
 from serving.runtime.sessions import RuntimeOptions
+from tts_client import TTSClient
+from tts_client.client import TTSError
 
-MAX_RSS_GROWTH = 0.10          # issue 6: under 10% between minute 2 and minute 10
+MAX_RSS_GROWTH = 0.10          # resident memory grows under 10% between minute 2 and minute 10
 MEMORY_WINDOW_START = 0.2      # ... i.e. from 20% of the run to its end
 MEMORY_SAMPLES_AVERAGED = 3    # median of this many samples at each end of the window, against one-off spikes
 AUDIO_TOLERANCE = 1e-3         # served audio vs the same text run alone in this process (as tests/test_server.py)

@@ -14,10 +14,9 @@ import urllib.request
 import wave
 from pathlib import Path
 
+from deploy.launcher import TritonServer, free_port
 from tts_client import TTSClient
 from tts_client.client import MODEL as ENSEMBLE
-
-from deploy.launcher import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT_S = 1800.0  # at concurrency 16 a baseline request waits behind 15 others

@@ -24,9 +24,11 @@ if [ -z "$MODEL_DIR" ]; then
 fi
 MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
 EXPORT_DIR="$ROOT/build/export"
-# Export again when the model directory or the voices differ from the last export.
+# Export again when the model directory or the voices differ from the last export, or this code cannot
+# read it (an export of an older format).
 STAMP="$MODEL_DIR ${VOICES[*]:-}"
-if [ ! -f "$EXPORT_DIR/export.json" ] || [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ]; then
+if [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ] \
+   || ! "$PY" -c 'import sys; from serving.contract import ExportConfig; ExportConfig.read(sys.argv[1])' "$EXPORT_DIR" 2>/dev/null; then
   rm -rf "$EXPORT_DIR"
   # The BF16 CPU vocoder too: the repository's `auto` precision uses it where the CPU and its quality allow.
   "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder "${VOICES[@]}"

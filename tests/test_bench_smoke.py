@@ -53,6 +53,7 @@ def results(model_dir, tmp_path_factory) -> tuple[dict, Path]:
     return json.loads((out / "results.json").read_text()), out
 
 
+@pytest.mark.server
 def test_every_request_of_both_systems_succeeded(results):
     data, _ = results
     assert list(data["systems"]) == ["baseline", "ours"]
@@ -64,6 +65,7 @@ def test_every_request_of_both_systems_succeeded(results):
             assert all(r["error"] is None and r["audio_s"] > 0 for r in level["records"])
 
 
+@pytest.mark.server
 def test_level_figures_are_consistent(results):
     data, _ = results
     for system in data["systems"].values():
@@ -83,6 +85,7 @@ def test_level_figures_are_consistent(results):
                 {"short": records[0]["latency_s"], "medium": records[1]["latency_s"]})
 
 
+@pytest.mark.server
 def test_triton_process_tree_and_statistics(results):
     data, _ = results
     ours = data["systems"]["ours"]
@@ -100,6 +103,7 @@ def test_triton_process_tree_and_statistics(results):
             assert s["success_ms"] >= s["compute_infer_ms"] > 0
 
 
+@pytest.mark.server
 def test_ratios_floors_and_same_audio_from_both(results):
     data, _ = results
     base = {lv["concurrency"]: lv for lv in data["systems"]["baseline"]["levels"]}
@@ -119,6 +123,7 @@ def test_ratios_floors_and_same_audio_from_both(results):
     assert agreement["equal"] == agreement["compared"]
 
 
+@pytest.mark.server
 def test_profile_and_report_files(results):
     data, out = results
     profile = data["profile"]

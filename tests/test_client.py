@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from tts_client import Synthesis, TTSClient, TTSConnectionError, TTSError
 
 from deploy.launcher import Ports, TritonServer, free_port
+from tts_client import Synthesis, TTSClient, TTSConnectionError, TTSError
 
 CATALOGUE = {
     "default_voice": "zhitian_emo",
@@ -235,6 +235,7 @@ def assert_wav_holds(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.server
 def test_synthesize_returns_the_servers_audio(server, protocol):
     with TTSClient(url_of(server, protocol), protocol) as client:
         assert client.is_ready()
@@ -250,6 +251,7 @@ def test_synthesize_returns_the_servers_audio(server, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.server
 def test_voices_come_from_the_frontend_config(server, protocol):
     with TTSClient(url_of(server, protocol), protocol) as client:
         assert client.voices() == {name: voice["emotions"] for name, voice in CATALOGUE["voices"].items()}
@@ -263,6 +265,7 @@ def test_voices_come_from_the_frontend_config(server, protocol):
     (dict(text="你好", emotion="sad"), "voice 'zhitian_emo' has no emotion 'sad'"),
     (dict(text="你好", speed=2.5), "SPEED 2.5 is out of range: use 0.5 to 2.0"),
 ])
+@pytest.mark.server
 def test_user_errors_carry_the_servers_message_and_are_not_retried(repository, server, protocol, request_args,
                                                                    server_message):
     requests_before = requests_received(repository)
@@ -322,6 +325,7 @@ def test_a_server_that_does_not_answer_in_time_gives_a_timeout_error(protocol):
     assert str(raised.value).startswith(f"no answer from the TTS server at {url} within 0.5 s")
 
 
+@pytest.mark.server
 def test_retries_carry_requests_through_a_server_that_comes_up_late(repository, tmp_path):
     late = TritonServer(repository, ports=Ports.free(), log_path=tmp_path / "late.log", ready_timeout_s=120)
     clients = {protocol: TTSClient(url_of(late, protocol), protocol, retries=10, backoff_s=0.5)
@@ -347,6 +351,7 @@ def test_retries_carry_requests_through_a_server_that_comes_up_late(repository, 
         np.testing.assert_allclose(audio[protocol], expected("迟到的服务器", "zhiyan_emo"), atol=1e-7)
 
 
+@pytest.mark.server
 def test_one_client_per_protocol_serves_16_threads(server):
     voices = [(voice, emotion) for voice, spec in CATALOGUE["voices"].items() for emotion in spec["emotions"]]
     jobs = [(protocol, f"第{i}句话，编号{i * 7}。", *voices[i % len(voices)], [0.5, 1.0, 1.25, 2.0][i % 4])
@@ -365,6 +370,7 @@ def test_one_client_per_protocol_serves_16_threads(server):
 # --- the command line -----------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_cli_writes_the_wav_and_one_summary_line(server, tmp_path):
     out = tmp_path / "out.wav"
     done = run_cli("你好，世界", "-o", str(out), "--voice", "zhitian_emo", "--emotion", "happy", "--speed", "0.5",
@@ -377,6 +383,7 @@ def test_cli_writes_the_wav_and_one_summary_line(server, tmp_path):
     assert_wav_holds(out, audio, CATALOGUE["sample_rate"])
 
 
+@pytest.mark.server
 def test_cli_reads_the_text_from_a_file_over_http(server, tmp_path):
     (tmp_path / "story.txt").write_text("从前有座山。\n", encoding="utf-8")
     done = run_cli("-f", str(tmp_path / "story.txt"), "-o", str(tmp_path / "story.wav"), "--protocol", "http",
@@ -386,6 +393,7 @@ def test_cli_reads_the_text_from_a_file_over_http(server, tmp_path):
 
 
 @pytest.mark.parametrize("dash", [True, False])
+@pytest.mark.server
 def test_cli_reads_the_text_from_stdin(server, tmp_path, dash):
     done = run_cli(*(["-"] if dash else []), "-o", str(tmp_path / "in.wav"), "--url", server.grpc_url,
                    stdin="山里有座庙\n")
@@ -393,12 +401,14 @@ def test_cli_reads_the_text_from_stdin(server, tmp_path, dash):
     assert_wav_holds(tmp_path / "in.wav", expected("山里有座庙"), CATALOGUE["sample_rate"])
 
 
+@pytest.mark.server
 def test_cli_lists_voices_and_emotions(server):
     done = run_cli("--list-voices", "--protocol", "http", "--url", server.http_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["zhitian_emo (default): neutral, happy, angry", "zhiyan_emo: neutral, sad"]
 
 
+@pytest.mark.server
 def test_cli_errors_are_one_line_without_a_traceback(server, tmp_path):
     out = tmp_path / "never.wav"
     cases = {

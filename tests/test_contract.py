@@ -20,6 +20,7 @@ from tritonclient.grpc import model_config_pb2
 from deploy.repository import TargetSettings, generate
 from serving.contract import (
     PIPELINE,
+    TEXT,
     TTS,
     VOCODER,
     VOCODER_ENGINE,
@@ -120,3 +121,16 @@ def test_layering(package, forbidden):
     for path in sorted((ROOT / package).rglob("*.py")):
         found = imports_of(path) & (forbidden - allowed.get(path, set()))
         assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
+
+
+def test_the_readme_table_of_the_tts_tensors_is_the_contract():
+    readme = (ROOT / "README.md").read_text()
+    rows = [line.split("|")[1:4] for line in readme.splitlines() if line.startswith("| `")]
+    table = [(name.strip(" `"), direction.strip(), kind.strip()) for name, direction, kind in rows
+             if direction.strip().startswith(("input", "output"))]
+    protocol_type = {"TYPE_STRING": "BYTES", "TYPE_FP32": "FP32", "TYPE_INT32": "INT32"}
+    # TEXT is optional in the configs only so that its absence gets a clear error; users must send it.
+    expected = [(t.name, "input" if t is TEXT else "input, optional", f"{protocol_type[t.dtype]} {list(t.dims)}")
+                for t in TTS.inputs]
+    expected += [(t.name, "output", f"{protocol_type[t.dtype]} {list(t.dims)}") for t in TTS.outputs]
+    assert table == expected

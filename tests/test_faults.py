@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from tts_client import TTSClient
-from tts_client.client import TTSConnectionError, TTSError
 
 from bench.memory import process_tree
 from bench.soak import Reference, TextStream
 from deploy.launcher import Ports, TritonServer
+from tts_client import TTSClient
+from tts_client.client import TTSConnectionError, TTSError
+
+pytestmark = pytest.mark.server  # every test here runs a real tritonserver
 
 EXIT_TIMEOUT_S = 3        # a server whose stub was killed waits this long to exit; keeps teardown short
 THREADS = 6               # client threads of the background load (half gRPC, half HTTP)

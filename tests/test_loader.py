@@ -24,7 +24,7 @@ from models.loader import (
 from models.model_dir import ModelDir, ModelDirError
 from models.reference import synthesize
 
-# The KAN-TTS zh-cn 16k manifest (research/sambert.md 2.4 and 3: a state_dict dump of the KAN-TTS code).
+# The KAN-TTS zh-cn 16k manifest (a state_dict dump of the KAN-TTS code, `kantts/models/sambert` and `kantts/models/hifigan`).
 AM_TENSORS, AM_NUMBERS = 395, 12_706_787
 VOCODER_TENSORS, VOCODER_NUMBERS = 318, 4_864_546
 MANIFEST_SHAPES = {

@@ -12,7 +12,7 @@ import yaml
 from models.model_dir import ModelDir, ModelDirError, latest_checkpoint
 
 # Facts of the real zh-cn_16k models (KAN-TTS audio_config_16k.yaml, hifigan_v1_16k.yaml and the
-# vocabulary sizes computed with the KAN-TTS code; research/sambert.md 2.2 and 2.5).
+# vocabulary sizes computed with the KAN-TTS code, `kantts/utils/ling_unit/ling_unit.py`).
 REAL_SIZES_WITH_MASK = {"sy": 147, "tone": 10, "syllable_flag": 8, "word_segment": 8, "emotion": 36, "speaker": 4}
 
 

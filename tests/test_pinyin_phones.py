@@ -31,7 +31,7 @@ def test_every_syllable_and_its_erhua_maps_to_known_phones():
     assert checked == len(pinyin_syllables())
 
 
-# Hand-written from the rules of research/sambert.md 4.3.
+# Hand-written from KAN-TTS's pinyin rules (`kantts/preprocess/languages/PinYin/py2phoneMap.txt`).
 EXPECTED = {
     # zero initials
     "a": ("ga", "a_c"), "ang": ("ga", "ang_c"), "e": ("ge", "e_c"), "er": ("ge", "er_c"),

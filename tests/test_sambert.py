@@ -61,7 +61,7 @@ VOCAB_SIZES = Vocabulary.build(["F7", "F8"]).sizes()
 
 
 def manifest_16k(vocab: dict[str, int]) -> dict[str, tuple[int, ...]]:
-    """research/sambert.md 2.4: the KAN-TTS state_dict of the 16k config, key -> shape."""
+    """The KAN-TTS state_dict of the 16k config (`kantts/models/sambert/kantts_sambert.py`), key -> shape."""
     m: dict[str, tuple[int, ...]] = {}
     te = "text_encoder."
     for name, stream in (("sy", "sy"), ("tone", "tone"), ("syllable_flag", "syllable_flag"), ("ws", "word_segment")):

@@ -15,12 +15,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
-from tts_client.client import TTSClient, TTSError
 
 from deploy.launcher import TritonServer
 from deploy.repository import generate
 from serving.contract import ExportConfig
 from serving.limits import SPEED_RANGE
+from tts_client.client import TTSClient, TTSError
+
+pytestmark = pytest.mark.server  # every test here runs a real tritonserver
 
 TEXTS = [
     "今天天气很好。", "您可以向我询问户籍的办理。", "北京欢迎你。", "我们明天早上八点出发，请大家准时集合。",

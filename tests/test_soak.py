@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.soak import run_soak, write_outputs
+
+pytestmark = pytest.mark.server  # every test here runs a real tritonserver
 
 SOAK_S = 60.0
 

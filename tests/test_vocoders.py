@@ -47,7 +47,7 @@ JIK876_V1 = dict(
 
 
 def kan_causal_16k_manifest() -> dict[str, tuple[int, ...]]:
-    """The checkpoint keys and shapes written out from the KAN-TTS layer layout (research/sambert.md §3)."""
+    """The checkpoint keys and shapes written out from the KAN-TTS layer layout (`kantts/models/hifigan/hifigan.py`)."""
     manifest = {}
 
     def conv(prefix: str, c_out: int, c_in: int, kernel: int) -> None:

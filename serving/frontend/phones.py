@@ -1,4 +1,5 @@
-"""Pinyin syllable -> KAN-TTS phones (research/sambert.md 4.3), by rule rather than by table.
+"""Pinyin syllable -> KAN-TTS phones (KAN-TTS `kantts/preprocess/languages/PinYin/py2phoneMap.txt`),
+by rule rather than by table.
 
 A syllable is toneless pinyin as pypinyin's TONE3 style spells it (ü written v: lv, nve, ju) or as
 KAN-TTS spells it (jv, yvan); an erhua syllable has an "r" appended (huar, zhir, yer). The result is

@@ -1,4 +1,5 @@
-"""Prosodic words -> KAN-TTS symbol tokens with the position flags of research/sambert.md 4.2.
+"""Prosodic words -> KAN-TTS symbol tokens with KAN-TTS's position flags
+(its `kantts/preprocess/script_convertor/core/Syllable.py` and `ScriptWord.py`, as ttsfrd emits them).
 
 A token is (phone or break, tone, syllable_flag, word_segment, emotion, speaker), the order of
 serving.symbols.STREAMS. Breaks carry tone_none, s_none, word_none and emotion_none, as ttsfrd writes them.
