@@ -25,8 +25,10 @@ from serving.contract import (
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
+    VOCODER_PLAN,
     ExportConfig,
     Model,
+    plan_metadata_path,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +84,8 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
         voice_dir = export_dir / voice
         shutil.copytree(tiny_repository / "acoustic" / "1" / voice, voice_dir)
         shutil.copyfile(tiny_repository / "vocoder" / "1" / voice / VOCODER_ONNX, voice_dir / VOCODER_ONNX)
-        (voice_dir / "vocoder.plan").write_bytes(b"an engine")
-        (voice_dir / "vocoder.plan.json").write_text(json.dumps({"max_batch_size": 24}))
+        (voice_dir / VOCODER_PLAN).write_bytes(b"an engine")
+        plan_metadata_path(voice_dir / VOCODER_PLAN).write_text(json.dumps({"max_batch_size": 24}))
     repository = generate(export_dir, tmp_path / "gpu", "gpu")
     assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
     vocoder = read_config(repository / VOCODER.name / "config.pbtxt")

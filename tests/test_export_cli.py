@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from models.model_dir import ModelDir
-from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX, ExportConfig
+from serving.contract import ACOUSTIC_GRAPHS, EXPORT_CONFIG_FILE, VOCODER_ONNX, ExportConfig
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 
@@ -79,7 +79,7 @@ def test_voice_option_selects_and_orders_by_voices_json(tiny_model_dir, tmp_path
     assert result.returncode == 0, result.stderr
     config = ExportConfig.read(tmp_path)
     assert list(config.voices) == [second] and config.default_voice == second
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["export.json", second])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([EXPORT_CONFIG_FILE, second])
 
 
 def test_user_errors_exit_with_one_line(tiny_model_dir, tmp_path):

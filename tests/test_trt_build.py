@@ -31,7 +31,7 @@ from export.fp16_check import (
     run_onnx,
 )
 from export.trt_build import BuildError, Profile, vocoder_profile
-from serving.contract import VOCODER_FP16_ONNX, VOCODER_ONNX, plan_metadata_path
+from serving.contract import VOCODER_FP16_ONNX, VOCODER_ONNX, VOCODER_PLAN, plan_metadata_path
 from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -74,7 +74,7 @@ L4 = Gpu("NVIDIA L4", "8.9")
 
 
 def write_plan(tmp_path: Path, gpu: Gpu = H100, version: str = "10.3.0") -> Path:
-    plan = tmp_path / "zhitian_emo" / "vocoder.plan"
+    plan = tmp_path / "zhitian_emo" / VOCODER_PLAN
     plan.parent.mkdir(parents=True)
     plan.write_bytes(b"engine")
     plan_metadata_path(plan).write_text(json.dumps(
@@ -233,12 +233,12 @@ def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
     metadata = trt_build.build_voice(voice_dir, profile, "fp16", voice_dir / "cache", 200, 16000, bench=False)
     assert metadata["engine_check"]["passed"]
     assert metadata["profiles"][0]["max"] == [4, 80, 256]
-    check_engine(voice_dir / "vocoder.plan")  # this host built it, so it fits
+    check_engine(voice_dir / VOCODER_PLAN)  # this host built it, so it fits
     batch = np.stack([mel[:64].T for mel in mels])
-    audio = trt_build.run_engine(voice_dir / "vocoder.plan", batch)
+    audio = trt_build.run_engine(voice_dir / VOCODER_PLAN, batch)
     assert audio.shape == (2, 1, 64 * 200)
     with pytest.raises(BuildError, match="refused mel shape"):
-        trt_build.run_engine(voice_dir / "vocoder.plan", np.zeros((5, 80, 10), np.float32))
+        trt_build.run_engine(voice_dir / VOCODER_PLAN, np.zeros((5, 80, 10), np.float32))
 
 
 def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, tmp_path: Path):
@@ -269,7 +269,7 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
     args = (bin_dir / "trtexec.args").read_text()
     assert f"--onnx={export_dir / voice / VOCODER_FP16_ONNX}" in args and "--stronglyTyped" in args
     assert "--minShapes=MEL:1x80x1" in args and "--maxShapes=MEL:16x80x" in args
-    metadata = json.loads((export_dir / voice / "vocoder.plan.json").read_text())
+    metadata = json.loads(plan_metadata_path(export_dir / voice / VOCODER_PLAN).read_text())
     assert metadata["tensorrt_version"] == "10.5.0" and metadata["compute_capability"] == "9.0"
     assert metadata["precision"] == "fp16" and metadata["builder"] == "trtexec"
     assert metadata["source_onnx_sha256"] == trt_build.sha256(tiny_vocoder_onnx)

@@ -24,6 +24,7 @@ from models.hifigan_v1 import SPEECH_WAV, audio_settings
 from models.mel import log_mel_l1, log_mel_spectrogram
 from serving.contract import (
     BF16,
+    CPU_VOCODER_FILES,
     FP32,
     MAX_DISTANCE_RISE,
     MAX_L1_VS_FP32,
@@ -216,7 +217,7 @@ def test_repository_serves_the_chosen_precision(bf16_export, tmp_path):
         config = (repository / "vocoder" / "config.pbtxt").read_text()
         assert f'key: "runtime" value {{ string_value: "{precision}" }}' in config
         files = sorted(p.name for p in (repository / "vocoder" / "1" / voice).iterdir())
-        assert files == [VOCODER_BF16 if precision == BF16 else "vocoder.onnx"]
+        assert files == [CPU_VOCODER_FILES[precision]]
         steps[precision] = VocoderStep(ExportConfig.read(repository / "vocoder" / "1"), repository / "vocoder" / "1",
                                        RuntimeOptions(intra_op_threads=2), precision)
     mels = random_mels([40, 13, 27], seed=3)
