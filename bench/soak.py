@@ -150,8 +150,7 @@ class Reference:
             rows = self.pipeline.frontend.sentence_rows({TEXT.name: np.array([[text.encode("utf-8")]], dtype=object)})
             runtime = self.pipeline.acoustic.runtimes[int(rows[VOICE_INDEX.name][0, 0])]
             ids = [rows[IDS.name][s, : int(rows[TOKENS.name][s, 0])] for s in range(len(rows[TOKENS.name]))]
-            durations = runtime.durations(ids, rows[DURATION_SCALE.name][:, 0].tolist())
-            frames = [int(per_phone.sum()) for per_phone, _ in durations]
+            frames = runtime.predict_durations(ids, rows[DURATION_SCALE.name][:, 0].tolist()).frame_counts
             pauses = sum(int(round(float(p) * self.sample_rate)) for p in rows[PAUSE.name][:-1, 0])
             self._expected[text] = sum(frames) * self.hop + pauses
         return self._expected[text]

@@ -3,12 +3,18 @@
 Used by scripts/serve.sh, the tests and the benchmarks. The two traps of the python-backend stub are
 handled here: it finds its interpreter through `python3` on PATH (so the venv's bin goes first) and
 its libpython through LD_LIBRARY_PATH (so this interpreter's own LIBDIR goes first).
+
+Triton's admin APIs (loading and unloading models, shared memory, tracing, logging settings) answer only
+requests that carry the admin key: over HTTP the header `admin-key`, over gRPC the metadata
+`triton-grpc-protocol-admin-key`. Without it anyone who reaches the port could unload the models, load
+a model of their own (Python code run by the server) or crash it through shared-memory regions.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -21,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TRITON_HOME = Path(os.environ.get("TRITON_HOME", ROOT / ".triton"))
+RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # inference, health, metadata, statistics stay open
+ADMIN_KEY_HEADER = "admin-key"  # HTTP; gRPC metadata carries it as GRPC_ADMIN_KEY_HEADER
+GRPC_ADMIN_KEY_HEADER = "triton-grpc-protocol-" + ADMIN_KEY_HEADER
 
 
 class LauncherError(RuntimeError):
@@ -38,6 +47,20 @@ def triton_env() -> dict[str, str]:
             key, _, value = line[len("export "):].partition("=")
             values[key] = shlex.split(value)[0]
     return values
+
+
+def read_or_create_admin_key(path: Path) -> str:
+    """The admin key in `path`, or a new random one written there (readable by its owner only)."""
+    if path.is_file():
+        key = path.read_text().strip()
+        if not key:
+            raise LauncherError(f"{path} is empty: put the admin key in it or delete it to have one generated")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
 
 
 def free_port() -> int:
@@ -61,9 +84,11 @@ class TritonServer:
     """A tritonserver process on 127.0.0.1; use as a context manager or call start()/stop()."""
 
     def __init__(self, model_repository: Path, ports: Ports | None = None, log_path: Path | None = None,
-                 extra_args: list[str] = (), ready_timeout_s: float = 300.0):
+                 extra_args: list[str] = (), ready_timeout_s: float = 300.0, admin_key: str | None = None):
+        """admin_key: the key of the restricted admin APIs (default: a new random one, see admin_headers)."""
         self.model_repository = Path(model_repository).resolve()  # the python backend needs it absolute
         self.ports = ports or Ports.free()
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
         self.log_path = Path(log_path) if log_path else self.model_repository.parent / "tritonserver.log"
         self.extra_args = list(extra_args)
         self.ready_timeout_s = ready_timeout_s
@@ -86,8 +111,14 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             "--allow-sagemaker=false", "--allow-vertex-ai=false",
             "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",
+            f"--http-restricted-api={RESTRICTED_APIS}:{ADMIN_KEY_HEADER}={self.admin_key}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{ADMIN_KEY_HEADER}={self.admin_key}",
             *self.extra_args,
         ]
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """Headers that let a request through to the restricted admin APIs."""
+        return {GRPC_ADMIN_KEY_HEADER if protocol == "grpc" else ADMIN_KEY_HEADER: self.admin_key}
 
     def process_env(self, env: dict[str, str]) -> dict[str, str]:
         penv = dict(os.environ)
@@ -145,29 +176,57 @@ class TritonServer:
         self.stop()
 
 
+def exit_status(returncode: int) -> tuple[int, str]:
+    """The launcher's exit status for tritonserver's return code, and how it ended, in words."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return 128 - returncode, f"was killed by {name}"
+    return returncode, f"exited with code {returncode}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run tritonserver on 127.0.0.1 until interrupted.")
+    parser = argparse.ArgumentParser(description="Run tritonserver on 127.0.0.1 until it stops; exits non-zero "
+                                                 "with the cause when it dies.")
     parser.add_argument("model_repository", type=Path)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--admin-key-file", type=Path, required=True,
+                        help="the admin APIs' key: read from this file, or generated into it (mode 600)")
     args, extra = parser.parse_known_args()
+    try:
+        admin_key = read_or_create_admin_key(args.admin_key_file)
+    except (LauncherError, OSError) as e:
+        sys.exit(f"error: {e}")
     server = TritonServer(args.model_repository, Ports(args.http_port, args.grpc_port, args.metrics_port),
-                          args.log, extra)
+                          args.log, extra, admin_key=admin_key)
+    stopping = []
+
+    def forward(signum, _frame):
+        # Forward only: the wait below reaps the server (a handler that waited too would deadlock on it).
+        stopping.append(signum)
+        if server.process is not None:
+            server.process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     try:
         server.start()
-    except LauncherError as e:
+    except (LauncherError, OSError) as e:
+        server.stop()
         sys.exit(f"error: {e}")
     print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, "
-          f"metrics 127.0.0.1:{server.ports.metrics} (log: {server.log_path})", flush=True)
-    # Forward SIGTERM only: the wait below reaps the server (a handler that waited too would deadlock on
-    # the wait already in progress).
-    signal.signal(signal.SIGTERM, lambda *_: server.process.send_signal(signal.SIGTERM))
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        server.stop()
+          f"metrics 127.0.0.1:{server.ports.metrics} (log: {server.log_path}; admin key: {args.admin_key_file})",
+          flush=True)
+    returncode = server.process.wait()
+    if returncode == 0 and stopping:
+        print("tritonserver stopped", flush=True)
+        return
+    status, how = exit_status(returncode)
+    print(f"error: tritonserver {how}{'' if stopping else ' on its own'}; the end of {server.log_path}:\n"
+          f"{server.log_tail()}", file=sys.stderr, flush=True)
+    sys.exit(status or 1)
 
 
 if __name__ == "__main__":

@@ -42,13 +42,14 @@ from serving.contract import (
     ExportConfigError,
     plan_metadata_path,
 )
-from serving.limits import MAX_BATCH_SIZE
+from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 TARGETS = ("cpu", "gpu")
 PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
+ENGINE_LIMITS = ("max_batch_size", "max_frames")  # of the engine's profile, in its metadata
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
 
@@ -61,7 +62,9 @@ class RepositoryError(ValueError):
 class ModelSettings:
     kind: str  # KIND_CPU or KIND_GPU
     instances: int
-    queue_delay_us: int
+    queue_delay_us: int  # how long the dynamic batcher waits to fill a batch
+    max_queue_size: int  # requests waiting beyond this are refused
+    queue_timeout_s: float  # a request waiting longer is refused
 
 
 @dataclass(frozen=True)
@@ -108,36 +111,44 @@ def read_engine_metadata(export_dir: Path, voices: list[str]) -> dict:
     if len(set(hashes.values())) > 1:
         raise RepositoryError("the voices use different vocoders, but the GPU repository serves one TensorRT "
                               "vocoder: export one voice (python -m export MODEL_DIR --voice NAME)")
-    metadata = plan_metadata_path(export_dir / voices[0] / VOCODER_PLAN)
-    if not metadata.is_file():
-        raise RepositoryError(f"{metadata} is missing: build the engines first (scripts/build_engines.sh {export_dir})")
-    return json.loads(metadata.read_text())
+    path = plan_metadata_path(export_dir / voices[0] / VOCODER_PLAN)
+    if not path.is_file():
+        raise RepositoryError(f"{path} is missing: build the engines first (scripts/build_engines.sh {export_dir})")
+    metadata = json.loads(path.read_text())
+    missing = [key for key in ENGINE_LIMITS if key not in metadata]
+    if missing:
+        raise RepositoryError(f"{path} lacks {', '.join(missing)}: rebuild the engines (scripts/build_engines.sh {export_dir})")
+    return metadata
 
 
-def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print) -> Path:
-    """vocoder_precision (CPU target only): fp32, bf16 or auto (deploy.vocoder_precision.choose)."""
-    settings = TargetSettings.read(target)
+def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print,
+             settings: TargetSettings | None = None) -> Path:
+    """vocoder_precision (CPU target only): fp32, bf16 or auto (deploy.vocoder_precision.choose);
+    settings: the target's deploy settings (default: deploy/targets/<target>.yaml)."""
+    settings = settings or TargetSettings.read(target)
     export_dir, out = Path(export_dir), Path(out)
     config = ExportConfig.read(export_dir)
     voices = config.voice_names()
-    parameters = {FRONTEND.name: {"voices": json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
-                  ACOUSTIC.name: {"providers": ",".join(settings.providers),
-                                  "intra_op_threads": str(settings.intra_op_threads)}}
+    runtime_options = {"providers": ",".join(settings.providers), "intra_op_threads": str(settings.intra_op_threads)}
+    max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
     if target == "gpu":
         engine = read_engine_metadata(export_dir, voices)
         runtime = TENSORRT
         values["engine_max_batch_size"] = engine["max_batch_size"]
-        parameters[VOCODER.name] = {**parameters[ACOUSTIC.name], "runtime": runtime,
-                                    "engine_max_batch_size": str(engine["max_batch_size"])}
+        max_frames = min(max_frames, engine["max_frames"])  # a sentence the engine cannot take is refused earlier
+        vocoder = {**runtime_options, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
     else:
         try:
             runtime, why = choose(export_dir, voices, vocoder_precision, cpu_flags())
         except PrecisionError as e:
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
-        parameters[VOCODER.name] = {**parameters[ACOUSTIC.name], "runtime": runtime}
+        vocoder = {**runtime_options, "runtime": runtime}
+    parameters = {FRONTEND.name: {"voices": json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
+                  ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
+                  VOCODER.name: vocoder}
 
     if out.exists():
         shutil.rmtree(out)
@@ -145,9 +156,10 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         (out / name / "1").mkdir(parents=True)
         text = Template((TEMPLATES / name / "config.pbtxt.in").read_text()).substitute(
             values, kind=model.kind, instances=model.instances, queue_delay_us=model.queue_delay_us,
+            max_queue_size=model.max_queue_size, queue_timeout_us=round(model.queue_timeout_s * 1e6),
             parameters=pbtxt_parameters(parameters.get(name, {})))
         (out / name / "config.pbtxt").write_text(text)
-    (out / TTS.name / "1").mkdir(parents=True)
+    (out / TTS.name).mkdir()
     (out / TTS.name / "config.pbtxt").write_text((TEMPLATES / TTS.name / "config.pbtxt.in").read_text())
 
     for model in PYTHON_MODELS:
@@ -166,7 +178,18 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
             copy(export_dir / voice / vocoder_file, out / VOCODER.name / "1" / voice / vocoder_file)
 
     write_warmup(out)
+    # The response cache keys `tts` answers by its version: a repository with other contents gets another
+    # version, so a reload after regenerating never serves audio cached from the models it replaced.
+    (out / TTS.name / str(content_version(out))).mkdir()
     return out
+
+
+def content_version(repository: Path) -> int:
+    """A version number that changes whenever any file of the repository does."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in repository.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(repository)).encode() + b"\0" + sha256(path).encode())
+    return 1 + int(digest.hexdigest()[:8], 16)
 
 
 def write_warmup(out: Path) -> None:

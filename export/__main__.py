@@ -8,6 +8,8 @@ load it strictly (models.loader), write the acoustic graphs (export.onnx_acousti
 one sentence. With --cpu-bf16-vocoder, also write the BF16 CPU vocoder (export.vocoder_bf16) and its
 quality record against the FP32 vocoder (deploy.vocoder_precision decides where it is served).
 Then write DIR/export.json (the first exported voice is the default voice).
+Checkpoints load as tensors and plain data only; one that holds pickled Python objects is refused unless
+--trust-checkpoint is given (export.json then records it).
 A mistake in the command or the model directory ends with one line, `error: ...`, and exit status 1.
 """
 
@@ -66,9 +68,12 @@ def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]
     return voices
 
 
-def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress, bf16_vocoder: bool) -> VoiceSpec:
-    loaded = load_voice(model_dir, voice.name)
+def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress, bf16_vocoder: bool,
+                 trust_checkpoints: bool) -> VoiceSpec:
+    loaded = load_voice(model_dir, voice.name, trust_checkpoints)
     progress(f"{voice.name}: loaded {voice.am_checkpoint.name} (acoustic) and {voice.voc_checkpoint.name} (vocoder)")
+    for path in loaded.trusted_checkpoints:
+        progress(f"{voice.name}: {path} holds pickled Python objects; loaded in full as --trust-checkpoint asks")
     voice_dir = out / voice.name
     export_acoustic(loaded.am, voice_dir, log=lambda line: progress(f"{voice.name}: {line}"))
     vocoder_path = voice_dir / VOCODER_ONNX
@@ -83,6 +88,7 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
         has_mask=voice.has_mask,
         outputs_per_step=loaded.am.r,
         max_len=loaded.am.max_len,
+        trusted_checkpoints=[str(path) for path in loaded.trusted_checkpoints],
     )
 
 
@@ -126,14 +132,16 @@ def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd
              f"{'holds' if check.holds else 'does NOT hold (served in BF16 only if asked for explicitly)'}")
 
 
-def run(model_path: Path, out: Path, names: list[str] | None, bf16_vocoder: bool = False) -> Path:
+def run(model_path: Path, out: Path, names: list[str] | None, bf16_vocoder: bool = False,
+        trust_checkpoints: bool = False) -> Path:
     progress = Progress()
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file: give a directory")
     model_dir = ModelDir(model_path)
     voices = selected_voices(model_dir, names)
     progress(f"exporting {len(voices)} voice(s) of {model_dir.path}: {', '.join(v.name for v in voices)}")
-    specs = {voice.name: export_voice(model_dir, voice, out, progress, bf16_vocoder) for voice in voices}
+    specs = {voice.name: export_voice(model_dir, voice, out, progress, bf16_vocoder, trust_checkpoints)
+             for voice in voices}
     config = ExportConfig(
         default_voice=voices[0].name,
         audio=voices[0].audio,
@@ -154,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice", action="append", help="a voice to export (repeatable; default: every voice)")
     parser.add_argument("--cpu-bf16-vocoder", action="store_true",
                         help=f"also write the BF16 CPU vocoder (<voice>/{VOCODER_BF16}) and check it against FP32")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load checkpoints that hold pickled Python objects besides tensors (this runs code from "
+                             "them: only for files you trust); export.json records which ones needed it")
     args = parser.parse_args(argv)
     try:
-        run(args.model_dir, args.out, args.voice, args.cpu_bf16_vocoder)
+        run(args.model_dir, args.out, args.voice, args.cpu_bf16_vocoder, args.trust_checkpoint)
     except (ModelDirError, CheckpointError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ from torch import nn
 from export.fp16_check import random_mels
 from serving.contract import (
     MEL,
+    META_ACTIVATION_PER_FRAME,
     META_HOP,
     META_N_MELS,
     META_RIGHT_CONTEXT,
@@ -78,6 +79,24 @@ def measure_right_context_frames(vocoder: nn.Module, n_mels: int, hop_length: in
     return frames - 1 - first_changed_sample // hop_length
 
 
+@torch.no_grad()
+def widest_activation_per_frame(vocoder: nn.Module, n_mels: int, frames: int = 16) -> int:
+    """The values per mel frame of the vocoder's widest intermediate tensor (what sizes an engine's activations)."""
+    widest = [0]
+
+    def record(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            widest[0] = max(widest[0], output[0].numel())
+
+    hooks = [module.register_forward_hook(record) for module in vocoder.modules()]
+    try:
+        vocoder(torch.zeros(1, n_mels, frames))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return -(-widest[0] // frames)
+
+
 def export_vocoder(vocoder: nn.Module, path: str | Path, meta: VocoderMeta, log=print) -> Path:
     """Write `vocoder` (weight norm already folded, eval mode) as a validated ONNX file at `path`."""
     if any(name.endswith(("weight_g", "weight_v")) for name, _ in vocoder.named_parameters()):
@@ -98,7 +117,8 @@ def export_vocoder(vocoder: nn.Module, path: str | Path, meta: VocoderMeta, log=
             )
         log("[onnx_vocoder] folding constants (ONNX Runtime basic optimisations)")
         model = _fold_constants(traced, Path(tmp) / "folded.onnx")
-    onnx.helper.set_model_props(model, meta.as_props())
+    onnx.helper.set_model_props(model, {**meta.as_props(), META_ACTIVATION_PER_FRAME: str(
+        widest_activation_per_frame(vocoder, meta.n_mels))})
     model.producer_name = "sambert-triton export.onnx_vocoder"
     onnx.save(model, str(path))
     log("[onnx_vocoder] checking the model (onnx.checker full check, strict shape inference)")

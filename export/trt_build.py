@@ -1,6 +1,6 @@
 """Build each voice's vocoder TensorRT engine for the GPU and TensorRT version at hand.
 
-    python -m export.trt_build EXPORT_DIR [--voice NAME ...] [--max-batch-size N] [--precision fp16|fp32]
+    python -m export.trt_build EXPORT_DIR [--voice NAME ...] [--memory-budget-gib G] [--precision fp16|fp32]
 
 writes EXPORT_DIR/<voice>/vocoder.plan and vocoder.plan.json (GPU, compute capability, TensorRT
 version, profile, precision, source ONNX sha256, build time, and the engine-vs-FP32 comparison).
@@ -14,8 +14,12 @@ removed them; the types live in the graph, so the ONNX Runtime FP16 check and th
 graph, on TensorRT 10 (flag required) and 11 (always strongly typed) alike. `--precision fp32`
 builds from vocoder.onnx instead, for a vocoder that fails the FP16 check.
 
-One optimisation profile for MEL [batch, n_mels, frames] (`vocoder_profile`): batch 1 to Triton's
-max_batch_size (serving.limits), frames 1 to the longest sentence the server admits.
+One optimisation profile for MEL [batch, n_mels, frames] (`vocoder_profile`): frames 1 to the longest
+sentence the server admits (serving.limits), batch 1 to as many such sentences as fit a memory budget
+for activations (--memory-budget-gib; the graph's widest tensor, by shape inference). Both bounds go into
+the metadata, from which the GPU repository sets the engine model's max_batch_size and the acoustic
+model's frame cap. Every voice built must share one vocoder (one engine per GPU repository): checked
+before any build.
 
 Builder: the `tensorrt` Python module; where only the `trtexec` binary exists, trtexec builds the
 same engine (no engine check then). Device memory for `run_engine` comes from polygraphy's CUDA wrapper
@@ -44,6 +48,7 @@ from deploy.engine_check import probe_gpus
 from export import fp16_check
 from serving.contract import (
     MEL,
+    META_ACTIVATION_PER_FRAME,
     TIMING_CACHE,
     VOCODER_FP16_ONNX,
     VOCODER_ONNX,
@@ -51,16 +56,18 @@ from serving.contract import (
     WAV,
     plan_metadata_path,
 )
-from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, max_sentence_frames
 
 WORKSPACE_MIB = 4096
 
-# Sentence length in time, to bound the frames of one sentence: MAX_SENTENCE_CHARS at 2 characters
-# per second (half the usual Mandarin rate) at the slowest SPEED; the optimum is a half-length
-# sentence at an ordinary 4 characters per second.
-SLOWEST_SECONDS_PER_CHAR = 0.5
+# The profile's optimum: a half-length sentence at an ordinary 4 characters per second, a quarter of the largest batch.
 TYPICAL_SECONDS_PER_CHAR = 0.25
-OPT_BATCH_DIVISOR = 4  # the batch TensorRT tunes for: a quarter of the largest one
+OPT_BATCH_DIVISOR = 4
+# Activation memory one engine call may hold: bounds batch x frames of the profile (the engine itself, its
+# weights and TensorRT's workspace come on top).
+ACTIVATION_BUDGET_GIB = 2.0
+LIVE_ACTIVATIONS = 4  # tensors of the graph's widest size alive at once: a stage's input, two branches, their sum
+DTYPE_BYTES = {"fp16": 2, "fp32": 4}
 
 
 class BuildError(RuntimeError):
@@ -76,23 +83,33 @@ class Profile:
     max: tuple[int, int, int]
 
 
-def vocoder_profile(n_mels: int, sample_rate: int, hop_length: int, max_batch_size: int,
-                    max_sentence_chars: int = MAX_SENTENCE_CHARS, slowest_speed: float = SPEED_RANGE[0]) -> Profile:
-    """The profile for a vocoder behind Triton: any batch up to `max_batch_size`, any sentence the server admits.
+def vocoder_profile(n_mels: int, sample_rate: int, hop_length: int, bytes_per_frame: int,
+                    budget_bytes: int = int(ACTIVATION_BUDGET_GIB * 2**30), max_batch_size: int = MAX_BATCH_SIZE) -> Profile:
+    """The profile for a vocoder behind Triton: any sentence the server admits (serving.limits), and as large
+    a batch of such sentences, up to `max_batch_size`, as fits `budget_bytes` of activations at
+    `bytes_per_frame` (activation_bytes_per_frame)."""
+    if min(n_mels, sample_rate, hop_length, bytes_per_frame, budget_bytes, max_batch_size) < 1:
+        raise BuildError(f"cannot derive a profile from n_mels={n_mels}, sample_rate={sample_rate}, "
+                         f"hop_length={hop_length}, bytes_per_frame={bytes_per_frame}, budget_bytes={budget_bytes}, "
+                         f"max_batch_size={max_batch_size}")
+    max_frames = max_sentence_frames(sample_rate, hop_length)
+    fits = budget_bytes // (max_frames * bytes_per_frame)
+    if fits < 1:
+        raise BuildError(f"one sentence of {max_frames} frames needs {max_frames * bytes_per_frame / 2**30:.2f} GiB of "
+                         f"activations, more than the budget of {budget_bytes / 2**30:.2f} GiB: raise --memory-budget-gib")
+    max_batch = min(max_batch_size, fits)
+    opt_frames = math.ceil(MAX_SENTENCE_CHARS / 2 * TYPICAL_SECONDS_PER_CHAR * sample_rate / hop_length)
+    opt_batch = max(1, max_batch // OPT_BATCH_DIVISOR)
+    return Profile((1, n_mels, 1), (opt_batch, n_mels, opt_frames), (max_batch, n_mels, max_frames))
 
-    The acoustic model bounds phones (its position table, max_len), not frames, since a phone's duration
-    is predicted; the frame bound therefore comes from the front end's sentence limit in characters.
-    """
-    if min(n_mels, sample_rate, hop_length, max_batch_size, max_sentence_chars) < 1 or not 0 < slowest_speed <= 1:
-        raise BuildError(
-            f"cannot derive a profile from n_mels={n_mels}, sample_rate={sample_rate}, hop_length={hop_length}, "
-            f"max_batch_size={max_batch_size}, max_sentence_chars={max_sentence_chars}, slowest_speed={slowest_speed}"
-        )
-    frames_per_second = sample_rate / hop_length
-    max_frames = math.ceil(max_sentence_chars * SLOWEST_SECONDS_PER_CHAR / slowest_speed * frames_per_second)
-    opt_frames = math.ceil(max_sentence_chars / 2 * TYPICAL_SECONDS_PER_CHAR * frames_per_second)
-    opt_batch = max(1, max_batch_size // OPT_BATCH_DIVISOR)
-    return Profile((1, n_mels, 1), (opt_batch, n_mels, opt_frames), (max_batch_size, n_mels, max_frames))
+
+def activation_bytes_per_frame(onnx_path: Path, precision: str) -> int:
+    """Bytes of activations per mel frame: the graph's widest tensor (recorded in its metadata by the export)
+    times LIVE_ACTIVATIONS, in the engine's precision."""
+    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    if META_ACTIVATION_PER_FRAME not in props:
+        raise BuildError(f"{onnx_path} lacks the metadata {META_ACTIVATION_PER_FRAME}: export the model again")
+    return int(props[META_ACTIVATION_PER_FRAME]) * LIVE_ACTIVATIONS * DTYPE_BYTES[precision]
 
 
 def sha256(path: Path) -> str:
@@ -270,7 +287,7 @@ def benchmark(runner: EngineRunner, profile: Profile, hop_length: int, sample_ra
 
 
 def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache: Path, hop_length: int,
-                sample_rate: int, bench: bool, log=print) -> dict:
+                sample_rate: int, bench: bool, log=print, memory_budget_gib: float = ACTIVATION_BUDGET_GIB) -> dict:
     """Build voice_dir/vocoder.plan and write its metadata; returns the metadata."""
     source = voice_dir / VOCODER_ONNX
     built_from = voice_dir / (VOCODER_FP16_ONNX if precision == "fp16" else VOCODER_ONNX)
@@ -297,7 +314,8 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
         "gpu_name": gpus[0].name, "compute_capability": gpus[0].compute_capability, "tensorrt_version": version,
         "precision": precision, "builder": builder,
         "profiles": [{"input": MEL.name, **{k: list(v) for k, v in asdict(profile).items()}}],
-        "max_batch_size": profile.max[0], "hop_length": hop_length, "sample_rate": sample_rate,
+        "max_batch_size": profile.max[0], "max_frames": profile.max[2], "memory_budget_gib": memory_budget_gib,
+        "hop_length": hop_length, "sample_rate": sample_rate,
         "source_onnx": source.name, "source_onnx_sha256": sha256(source),
         "built_from": built_from.name, "built_from_sha256": sha256(built_from),
         "plan_sha256": sha256(plan_path), "build_seconds": round(build_seconds, 1),
@@ -337,6 +355,14 @@ def summary_line(voice: str, metadata: dict) -> str:
             f"{metadata['build_seconds']} s; engine check: {verdict}")
 
 
+def shared_vocoder(export_dir: Path, voices: list[str]) -> None:
+    """The GPU repository serves one engine, so every voice built must share one vocoder: checked before any build."""
+    hashes = {voice: sha256(export_dir / voice / VOCODER_ONNX) for voice in voices}
+    if len(set(hashes.values())) > 1:
+        raise BuildError(f"the voices {', '.join(voices)} use different vocoders, but a GPU repository serves one "
+                         "TensorRT vocoder: build one voice (--voice NAME) or export one voice per directory")
+
+
 def main(argv: list[str] | None = None) -> int:
     from deploy.engine_check import EngineCheckError, read_metadata
     from serving.contract import ExportConfig, ExportConfigError
@@ -345,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--voice", action="append", help="voice to build (repeatable; default: every voice)")
     parser.add_argument("--max-batch-size", type=int, default=MAX_BATCH_SIZE,
-                        help=f"Triton max_batch_size of the vocoder (default {MAX_BATCH_SIZE}, serving.limits)")
+                        help=f"largest batch of the profile, if the memory budget allows it (default {MAX_BATCH_SIZE})")
+    parser.add_argument("--memory-budget-gib", type=float, default=ACTIVATION_BUDGET_GIB,
+                        help=f"activation memory of one engine call (default {ACTIVATION_BUDGET_GIB:g} GiB): "
+                             "bounds the profile's batch x frames")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--bench", action="store_true", help="time the engine after the build")
     parser.add_argument("--summary", action="store_true", help="only print the summary of the engines already built")
@@ -356,16 +385,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary:
             built = {voice: read_metadata(args.export_dir / voice / VOCODER_PLAN) for voice in voices}
         else:
-            profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
-                                      args.max_batch_size)
+            shared_vocoder(args.export_dir, voices)
             built = {}
             for voice in voices:
                 def log(line: str, voice=voice) -> None:
                     print(f"[trt_build] {voice}: {line}", flush=True)
 
+                frame_bytes = activation_bytes_per_frame(args.export_dir / voice / VOCODER_ONNX, args.precision)
+                profile = vocoder_profile(config.audio.n_mels, config.audio.sample_rate, config.audio.hop_length,
+                                          frame_bytes, int(args.memory_budget_gib * 2**30), args.max_batch_size)
+                log(f"profile for {args.memory_budget_gib:g} GiB of activations at {frame_bytes} bytes per frame: "
+                    f"batch <= {profile.max[0]}, frames <= {profile.max[2]}")
                 built[voice] = build_voice(args.export_dir / voice, profile, args.precision,
                                            args.export_dir / TIMING_CACHE, config.audio.hop_length,
-                                           config.audio.sample_rate, args.bench, log)
+                                           config.audio.sample_rate, args.bench, log, args.memory_budget_gib)
     except (BuildError, ExportConfigError, EngineCheckError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -8,6 +8,9 @@ legacy `has_mask` flag), or one error lists everything that is wrong.
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,48 @@ class VocabularyMismatchError(CheckpointError):
     """The AM's embedding tables do not have one row per symbol of the voice's vocabulary."""
 
 
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint holds pickled Python objects besides tensors; loading them could run code."""
+
+
+class CheckpointReader:
+    """Reads KAN-TTS training checkpoints as tensors and plain data only (torch's weights_only), so that
+    a checkpoint cannot run code while it loads. With `trust`, a checkpoint that needs more is loaded in
+    full; `trusted` lists the files that needed it."""
+
+    def __init__(self, trust: bool = False):
+        self.trust = trust
+        self.trusted: list[Path] = []
+
+    def read(self, path: Path, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The state_dict stored at `checkpoint[keys[0]][keys[1]]...` of a KAN-TTS training checkpoint."""
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint (a zip archive); "
+                                  "the file is damaged: download the model again")
+        try:
+            node = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if not self.trust:
+                raise UntrustedCheckpointError(
+                    f"checkpoint {path} holds pickled Python objects besides tensors, and loading them could run "
+                    f"code, so it is refused ({_unsafe_global(e)}); if you trust the file (your own training run), "
+                    "export with --trust-checkpoint") from None
+            node = self._load_in_full(path)
+            self.trusted.append(path)
+        except Exception as e:  # a truncated zip, a zip that is not a torch file, ...
+            raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {_first_sentence(e)}): the "
+                                  "file is damaged or not a PyTorch checkpoint; download the model again") from e
+        return _state_dict(node, path, keys)
+
+    @staticmethod
+    def _load_in_full(path: Path) -> object:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # a pickle of classes this environment lacks, ...
+            raise CheckpointError(f"cannot read checkpoint {path} even in full ({type(e).__name__}: "
+                                  f"{_first_sentence(e)})") from e
+
+
 @dataclass
 class LoadedVoice:
     """A voice ready for inference: both networks in eval mode, the vocoder's weight norm folded."""
@@ -73,20 +118,22 @@ class LoadedVoice:
     audio: AudioSettings
     vocabulary: Vocabulary
     voice: Voice  # where it came from: paths, configs, the chosen checkpoints
+    trusted_checkpoints: list[Path]  # loaded in full, with --trust-checkpoint
 
 
-def load_voice(model_dir: str | Path | ModelDir, voice: str | None = None) -> LoadedVoice:
+def load_voice(model_dir: str | Path | ModelDir, voice: str | None = None, trust_checkpoints: bool = False) -> LoadedVoice:
     """Load `voice` (the directory's default voice when None) from a ModelScope model directory."""
     spec = (model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)).voice(voice)
-    am = load_acoustic_model(spec)
-    vocoder = load_vocoder(spec)
-    return LoadedVoice(spec.name, am, vocoder, spec.audio, spec.vocabulary, spec)
+    reader = CheckpointReader(trust_checkpoints)
+    am = load_acoustic_model(spec, reader)
+    vocoder = load_vocoder(spec, reader)
+    return LoadedVoice(spec.name, am, vocoder, spec.audio, spec.vocabulary, spec, reader.trusted)
 
 
-def load_acoustic_model(spec: Voice) -> KanTtsSambert:
+def load_acoustic_model(spec: Voice, reader: CheckpointReader | None = None) -> KanTtsSambert:
     """The voice's Sambert AM with its checkpoint loaded strictly, in eval mode."""
     path = spec.am_checkpoint
-    state = read_checkpoint(path, ("model",))
+    state = (reader or CheckpointReader()).read(path, ("model",))
     # Table sizes come from the checkpoint (legacy has_mask=false ones have a row fewer); a table the
     # checkpoint lacks falls back to the config's size and is then reported as a missing key.
     config_sizes = spec.vocabulary.sizes()
@@ -108,10 +155,10 @@ def load_acoustic_model(spec: Voice) -> KanTtsSambert:
     return am.eval()
 
 
-def load_vocoder(spec: Voice) -> KanHifiGanGenerator:
+def load_vocoder(spec: Voice, reader: CheckpointReader | None = None) -> KanHifiGanGenerator:
     """The voice's HiFi-GAN generator with its checkpoint loaded strictly, weight norm folded, in eval mode."""
     path = spec.voc_checkpoint
-    state = read_checkpoint(path, ("model", "generator"))
+    state = (reader or CheckpointReader()).read(path, ("model", "generator"))
     try:
         vocoder = KanHifiGanGenerator(**spec.voc_params)
     except (VocoderConfigError, TypeError) as e:  # TypeError: a missing or unknown generator parameter
@@ -121,18 +168,18 @@ def load_vocoder(spec: Voice) -> KanHifiGanGenerator:
     return vocoder.eval()
 
 
-def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The state_dict stored at `checkpoint[keys[0]][keys[1]]...` of a KAN-TTS training checkpoint."""
-    try:
-        # Trusted files from the model download; training checkpoints may hold optimizer pickles,
-        # which weights_only=True can refuse.
-        node = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, a non-torch file, a pickle of unknown classes, ...
-        reason = " ".join(str(e).split()).split(". ")[0][:200]  # torch's first sentence says what failed
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(e).__name__}: {reason}): the file is damaged or not a "
-            "PyTorch checkpoint; download the model again"
-        ) from e
+def _first_sentence(error: Exception) -> str:
+    """torch's first sentence says what failed."""
+    return " ".join(str(error).split()).split(". ")[0][:200]
+
+
+def _unsafe_global(error: Exception) -> str:
+    """The Python object a weights-only load refused, as torch names it."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+    return f"it names {found.group(1)}" if found else _first_sentence(error)
+
+
+def _state_dict(node: object, path: Path, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
     where = "checkpoint"
     for key in keys:
         if not isinstance(node, dict) or key not in node:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Rebuild every voice's vocoder TensorRT engine for the GPU and TensorRT version at hand.
 #
-#   scripts/build_engines.sh [EXPORT_DIR] [--max-batch-size N] [--precision fp16|fp32] [--bench]
+#   scripts/build_engines.sh [EXPORT_DIR] [--voice NAME]... [--memory-budget-gib G] [--precision fp16|fp32] [--bench]
 #
 # EXPORT_DIR (default build/export) is what `python -m export MODEL_DIR --out EXPORT_DIR` wrote. Per voice:
 #   1. FP16 check (export.fp16_check): FP16 graph vs FP32 in ONNX Runtime, FP32 islands for the output tail and
 #      any overflowing node; writes <voice>/vocoder_fp16.onnx and <voice>/fp16_check.json; stops on NaN/Inf
 #      or a low SNR (then rebuild with --precision fp32);
-#   2. build (export.trt_build): strongly typed engine, one profile up to --max-batch-size (default:
-#      serving.limits.MAX_BATCH_SIZE, Triton's max_batch_size), the engine compared with FP32 again;
+#   2. build (export.trt_build, every voice in one call, which first checks that they share one vocoder):
+#      strongly typed engine, one profile for any admitted sentence and as large a batch as fits
+#      --memory-budget-gib of activations (default 2), the engine compared with FP32 again;
 #      writes <voice>/vocoder.plan and <voice>/vocoder.plan.json;
 # then checks every engine against this host as the server will (deploy.engine_check) and prints a summary.
 #
@@ -21,13 +22,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 EXPORT_DIR=build/export
 BUILD_ARGS=()
+SELECTED=()
 PRECISION=fp16
 while [ $# -gt 0 ]; do
   case "$1" in
-    --max-batch-size) BUILD_ARGS+=(--max-batch-size "$2"); shift 2 ;;
+    --voice) SELECTED+=("$2"); shift 2 ;;
+    --memory-budget-gib) BUILD_ARGS+=(--memory-budget-gib "$2"); shift 2 ;;
     --precision) PRECISION=$2; shift 2 ;;
     --bench) BUILD_ARGS+=(--bench); shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) EXPORT_DIR=$1; shift ;;
   esac
@@ -53,17 +56,23 @@ else
   exit 1
 fi
 
-VOICES=$("$PYTHON" -c "import sys; from pathlib import Path; from serving.contract import ExportConfig; print(' '.join(ExportConfig.read(Path(sys.argv[1])).voice_names()))" "$EXPORT_DIR")
+if [ ${#SELECTED[@]} -gt 0 ]; then
+  VOICES="${SELECTED[*]}"
+else
+  VOICES=$("$PYTHON" -c "import sys; from pathlib import Path; from serving.contract import ExportConfig; print(' '.join(ExportConfig.read(Path(sys.argv[1])).voice_names()))" "$EXPORT_DIR")
+fi
 step "export directory $EXPORT_DIR: voices $VOICES"
 
+VOICE_ARGS=()
 for voice in $VOICES; do
+  VOICE_ARGS+=(--voice "$voice")
   if [ "$PRECISION" = fp16 ]; then
     step "$voice: FP16 check"
     "$PYTHON" -m export.fp16_check "$EXPORT_DIR" --voice "$voice" --save-fp16 --report "$EXPORT_DIR/$voice/fp16_check.json"
   fi
-  step "$voice: building the $PRECISION engine"
-  "$PYTHON" -m export.trt_build "$EXPORT_DIR" --voice "$voice" --precision "$PRECISION" ${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"}
 done
+step "building the $PRECISION engine(s)"
+"$PYTHON" -m export.trt_build "$EXPORT_DIR" "${VOICE_ARGS[@]}" --precision "$PRECISION" ${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"}
 
 step "checking the engines against this host (as the server will)"
 PLANS=()

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Serve a Sambert-HifiGan model on a local CPU tritonserver: HTTP 8000, gRPC 8001, metrics 8002 on 127.0.0.1.
+# Serve a Sambert-HifiGan model on a local CPU tritonserver: HTTP 8000, gRPC 8001, metrics 8002 on 127.0.0.1
+# (each plus --port-offset).
 #   scripts/serve.sh [--model-dir DIR] [--voice NAME]... [--port-offset N]
 # Without --model-dir it serves the full-size fixture (random weights: it speaks noise).
-# Exports the model (build/export) and generates the repository (build/model_repository) when needed.
+# Each instance works in its own directory, build/serve-<port offset>/: the export, the model repository,
+# tritonserver.log and admin.key (the key of Triton's admin APIs, generated on the first start).
+# Exits non-zero, with the end of the log, when tritonserver dies.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"
@@ -12,18 +15,28 @@ while [ $# -gt 0 ]; do
     --model-dir) MODEL_DIR=$2; shift 2 ;;
     --voice) VOICES+=(--voice "$2"); shift 2 ;;
     --port-offset) OFFSET=$2; shift 2 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ "$OFFSET" =~ ^[0-9]+$ ]] || { echo "error: --port-offset must be a number, not $OFFSET" >&2; exit 2; }
 [ -f "$ROOT/.triton/env.sh" ] || "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+WORK="$ROOT/build/serve-$OFFSET"
+mkdir -p "$WORK"
 if [ -z "$MODEL_DIR" ]; then
   MODEL_DIR="$ROOT/build/fixture_model"
-  [ -f "$MODEL_DIR/configuration.json" ] || "$PY" -m models.fixtures "$MODEL_DIR" --size full
+  if [ ! -f "$MODEL_DIR/configuration.json" ]; then
+    # Written aside and moved into place, so that two instances starting together never see half a fixture.
+    PARTIAL=$(mktemp -d "$ROOT/build/fixture_model.XXXXXX")
+    "$PY" -m models.fixtures "$PARTIAL/model" --size full
+    mv -T "$PARTIAL/model" "$MODEL_DIR" 2>/dev/null || true
+    rm -rf "$PARTIAL"
+  fi
 fi
+[ -d "$MODEL_DIR" ] || { echo "error: --model-dir $MODEL_DIR is not a directory" >&2; exit 2; }
 MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
-EXPORT_DIR="$ROOT/build/export"
+EXPORT_DIR="$WORK/export"
 # Export again when the model directory or the voices differ from the last export, or this code cannot
 # read it (an export of an older format).
 STAMP="$MODEL_DIR ${VOICES[*]:-}"
@@ -31,11 +44,11 @@ if [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ] \
    || ! "$PY" -c 'import sys; from serving.contract import ExportConfig; ExportConfig.read(sys.argv[1])' "$EXPORT_DIR" 2>/dev/null; then
   rm -rf "$EXPORT_DIR"
   # The BF16 CPU vocoder too: the repository's `auto` precision uses it where the CPU and its quality allow.
-  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder "${VOICES[@]}"
+  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder ${VOICES[@]+"${VOICES[@]}"}
   echo "$STAMP" > "$EXPORT_DIR/.source"
 fi
-"$PY" -m deploy.repository "$EXPORT_DIR" --target cpu --out "$ROOT/build/model_repository"
-exec "$PY" -m deploy.launcher "$ROOT/build/model_repository" \
+"$PY" -m deploy.repository "$EXPORT_DIR" --target cpu --out "$WORK/model_repository"
+exec "$PY" -m deploy.launcher "$WORK/model_repository" \
   --http-port $((8000 + OFFSET)) --grpc-port $((8001 + OFFSET)) --metrics-port $((8002 + OFFSET)) \
-  --log "$ROOT/build/tritonserver.log" --cache-config=local,size=268435456 \
+  --log "$WORK/tritonserver.log" --admin-key-file "$WORK/admin.key" --cache-config=local,size=268435456 \
   --model-control-mode=explicit --load-model=tts   # explicit: a model whose process died can be reloaded (README)

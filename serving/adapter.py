@@ -7,6 +7,7 @@ files pass it in. Every request gets its own response: its outputs, or its own e
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 
 from serving.contract import MEL, VOCODER_ENGINE, WAV, ExportConfig
@@ -32,7 +33,10 @@ class ModelArgs:
 
 
 def execute(pb_utils, step: Step, requests: list) -> list:
-    """Run one dynamic batch through `step`: each request's declared inputs in, its outputs or error out."""
+    """Run one dynamic batch through `step`: each request's declared inputs in, its outputs or error out.
+
+    A request's own mistake is its own INVALID_ARG; anything else is logged with its traceback and answered
+    with a short INTERNAL error (no server paths in a response)."""
     arrays = []
     for request in requests:
         tensors = {}
@@ -41,8 +45,14 @@ def execute(pb_utils, step: Step, requests: list) -> list:
             if value is not None:
                 tensors[tensor.name] = value.as_numpy()
         arrays.append(tensors)
+    try:
+        results = step.process(arrays)
+    except Exception:
+        pb_utils.Logger.log_error(f"{step.model.name}: {traceback.format_exc()}")
+        error = pb_utils.TritonError(f"internal error in model '{step.model.name}' (the server log has the details)")
+        return [pb_utils.InferenceResponse(error=error) for _ in requests]
     responses = []
-    for result in step.process(arrays):
+    for result in results:
         if isinstance(result, RequestError):
             responses.append(pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)))

@@ -61,6 +61,7 @@ META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder s
 META_HOP = "hop_length"  # vocoder: samples per mel frame
 META_N_MELS = "n_mels"  # vocoder: mel bins
 META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
+META_ACTIVATION_PER_FRAME = "activation_values_per_frame"  # vocoder: its widest tensor, in values per mel frame
 
 # -- Triton tensors ------------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class Model:
 # gets a clear error (otherwise the ensemble waits for it and reports a scheduling deadlock).
 REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED)
 FRONTEND = Model("frontend", REQUEST_INPUTS, (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), REQUEST_INPUTS)
-ACOUSTIC = Model("acoustic", (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE), (MEL, FRAMES))
+ACOUSTIC = Model("acoustic", (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), (MEL, FRAMES))  # PAUSE: the audio bound
 VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))
 JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
@@ -147,6 +148,7 @@ class VoiceSpec:
     has_mask: bool
     outputs_per_step: int  # decoder frames per step (r)
     max_len: int  # longest phone sequence the position table covers
+    trusted_checkpoints: list[str] = field(default_factory=list)  # loaded in full, with --trust-checkpoint
 
     def vocabulary(self) -> Vocabulary:
         return Vocabulary.build(self.speakers, self.has_mask)

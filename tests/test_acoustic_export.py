@@ -110,7 +110,8 @@ def check_parity(voice, runtime, items, scales) -> list[float]:
     for item, scale in zip(expected, scales):
         # The batched reference's own durations must be clear of boundaries too.
         assert boundary_distance(item.log_durations, scale, voice.am.r) >= DURATION_MARGIN / 2
-    for (frames, band), item in zip(runtime.durations(items, list(scales)), expected):
+    durations = runtime.predict_durations(items, list(scales))
+    for frames, band, item in zip(durations.frames_per_phone, durations.bands, expected):
         np.testing.assert_array_equal(frames, item.frames_per_phone)
         assert band == item.band_width
     mels = runtime.synthesize(items, list(scales))

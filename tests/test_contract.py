@@ -19,6 +19,7 @@ from tritonclient.grpc import model_config_pb2
 
 from deploy.repository import TargetSettings, generate
 from serving.contract import (
+    ACOUSTIC,
     PIPELINE,
     TEXT,
     TTS,
@@ -85,7 +86,7 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
         shutil.copytree(tiny_repository / "acoustic" / "1" / voice, voice_dir)
         shutil.copyfile(tiny_repository / "vocoder" / "1" / voice / VOCODER_ONNX, voice_dir / VOCODER_ONNX)
         (voice_dir / VOCODER_PLAN).write_bytes(b"an engine")
-        plan_metadata_path(voice_dir / VOCODER_PLAN).write_text(json.dumps({"max_batch_size": 24}))
+        plan_metadata_path(voice_dir / VOCODER_PLAN).write_text(json.dumps({"max_batch_size": 24, "max_frames": 1500}))
     repository = generate(export_dir, tmp_path / "gpu", "gpu")
     assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
     vocoder = read_config(repository / VOCODER.name / "config.pbtxt")
@@ -96,6 +97,8 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
     assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 24
     assert vocoder.parameters["runtime"].string_value == "tensorrt"
     assert vocoder.parameters["engine_max_batch_size"].string_value == "24"
+    acoustic = read_config(repository / ACOUSTIC.name / "config.pbtxt")
+    assert acoustic.parameters["max_sentence_frames"].string_value == "1500"  # what the engine takes
     assert (repository / VOCODER_ENGINE.name / "1" / "model.plan").read_bytes() == b"an engine"
     assert read_config(repository / TTS.name / "config.pbtxt") == read_config(
         ROOT / "model_repository" / TTS.name / "config.pbtxt.in")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from models.model_dir import ModelDir
@@ -99,3 +100,32 @@ def test_voices_with_different_audio_configs_are_refused(tiny_model_dir, tmp_pat
     audio_path.write_text(yaml.safe_dump(audio))
     assert_one_line_error(run_export(model_dir, "--out", tmp_path / "out"), "do not share one audio configuration")
     assert not (tmp_path / "out").exists()
+
+
+class CodeInACheckpoint:
+    """What a hostile checkpoint carries: unpickling it calls Path.touch on a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unless_trusted(tiny_model_dir, tmp_path):
+    model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    voice = ModelDir(model_dir).voice()
+    marker = tmp_path / "the checkpoint ran code"
+    checkpoint = torch.load(voice.am_checkpoint, weights_only=True)
+    torch.save({**checkpoint, "optimizer": CodeInACheckpoint(marker)}, voice.am_checkpoint)
+
+    refused = run_export(model_dir, "--out", tmp_path / "out", "--voice", voice.name)
+    assert_one_line_error(refused, rf"checkpoint {re.escape(str(voice.am_checkpoint))} holds pickled Python objects "
+                                   r"besides tensors.*could run code.*--trust-checkpoint")
+    assert not marker.exists()
+
+    trusted = run_export(model_dir, "--out", tmp_path / "out", "--voice", voice.name, "--trust-checkpoint")
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.exists()  # trusting a file means running what it holds
+    spec = ExportConfig.read(tmp_path / "out").voices[voice.name]
+    assert spec.trusted_checkpoints == [str(voice.am_checkpoint)]

@@ -137,8 +137,8 @@ def live_stub(server: TritonServer, model: str) -> tuple[int, str]:
     raise AssertionError(f"no running stub of {model!r} under tritonserver {server.process.pid}")
 
 
-def http_status(url: str, method: str = "GET") -> int:
-    request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+def http_status(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return response.status
@@ -186,9 +186,10 @@ def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(tiny_repo
             expected = reference.pipeline.frontend.sentence_rows({"TEXT": np.array([[TEXT.encode()]], dtype=object)})["IDS"]
             assert np.array_equal(ids, expected)
 
-            # The documented recovery: unload and load the model (explicit model control).
-            assert http_status(f"{base}/v2/repository/models/vocoder/unload", "POST") == 200
-            assert http_status(f"{base}/v2/repository/models/vocoder/load", "POST") == 200
+            # The documented recovery: unload and load the model (explicit model control), with the admin key.
+            admin = server.admin_headers()
+            assert http_status(f"{base}/v2/repository/models/vocoder/unload", "POST", admin) == 200
+            assert http_status(f"{base}/v2/repository/models/vocoder/load", "POST", admin) == 200
             reloaded_at = time.monotonic()
             after = clients["http"].synthesize(TEXT).audio
             assert live_stub(server, "vocoder")[0] != pid

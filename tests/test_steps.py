@@ -17,6 +17,8 @@ from serving.contract import (
 )
 from serving.limits import MAX_BATCH_SIZE, SENTENCE_PAUSE_S
 from serving.pipeline import Pipeline
+from serving.runtime.acoustic import AcousticRuntime
+from serving.runtime.sessions import ProviderUnavailableError
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
 from serving.steps import RequestError
 from serving.steps.frontend import FrontendStep
@@ -114,3 +116,12 @@ def test_pipeline_answers_each_request_and_keeps_a_bad_one_to_itself(tiny_reposi
     np.testing.assert_array_equal(results[0][AUDIO.name], results[2][AUDIO.name])
     (alone,) = pipeline.process([good])
     np.testing.assert_allclose(alone[AUDIO.name], results[0][AUDIO.name], atol=1e-4)
+
+
+def test_a_gpu_deployment_without_the_cuda_provider_fails_loudly(tiny_repository):
+    """ONNX Runtime alone would fall back to the CPU without a word; the runtime refuses to load instead."""
+    files = tiny_repository / "acoustic" / "1"
+    voice_dir = files / ExportConfig.read(files).default_voice
+    with pytest.raises(ProviderUnavailableError, match="could not load CUDAExecutionProvider"), \
+            pytest.warns(UserWarning, match="not in available provider names"):  # all ONNX Runtime itself says
+        AcousticRuntime(voice_dir, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -32,7 +32,7 @@ from export.fp16_check import (
 )
 from export.trt_build import BuildError, Profile, vocoder_profile
 from serving.contract import VOCODER_FP16_ONNX, VOCODER_ONNX, VOCODER_PLAN, plan_metadata_path
-from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE, max_sentence_frames
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installed (builds run on a GPU host: scripts/build_engines.sh)"
@@ -40,31 +40,40 @@ NO_TENSORRT = "TensorRT is not installed (builds run on a GPU host: scripts/buil
 
 # --- profile -------------------------------------------------------------------------------------------------------
 
-def test_profile_covers_triton_batches_and_the_slowest_admitted_sentence():
-    profile = vocoder_profile(n_mels=80, sample_rate=16000, hop_length=200, max_batch_size=MAX_BATCH_SIZE)
+def test_profile_covers_the_slowest_admitted_sentence_and_fits_the_memory_budget():
+    frame_bytes = 40_000
+    profile = vocoder_profile(80, 16000, 200, bytes_per_frame=frame_bytes, budget_bytes=2 * 2**30)
     assert profile.min == (1, 80, 1)
-    assert profile.max[0] >= MAX_BATCH_SIZE
     # A longest sentence read at 2.5 characters per second, slowed to the slowest SPEED, at 80 frames/s.
     slow_sentence_frames = MAX_SENTENCE_CHARS / 2.5 / SPEED_RANGE[0] * 16000 / 200
-    assert profile.max[2] >= slow_sentence_frames
+    assert profile.max[2] == max_sentence_frames(16000, 200) >= slow_sentence_frames
+    assert 1 <= profile.max[0] * profile.max[2] * frame_bytes <= 2 * 2**30 < (profile.max[0] + 1) * profile.max[2] * frame_bytes
     assert all(lo <= opt <= hi for lo, opt, hi in zip(profile.min, profile.opt, profile.max))
     assert profile.min[1] == profile.opt[1] == profile.max[1] == 80
 
 
-def test_profile_scales_with_frame_rate_sentence_length_and_batch():
-    base = vocoder_profile(80, 16000, 200, 8, max_sentence_chars=50)
-    assert vocoder_profile(80, 16000, 100, 8, max_sentence_chars=50).max[2] == 2 * base.max[2]  # twice the frame rate
-    assert vocoder_profile(80, 16000, 200, 8, max_sentence_chars=100).max[2] == 2 * base.max[2]
-    assert vocoder_profile(80, 16000, 200, 8, max_sentence_chars=50, slowest_speed=0.25).max[2] == 2 * base.max[2]
-    assert vocoder_profile(80, 16000, 200, 1).opt[0] == 1
-    assert vocoder_profile(128, 48000, 600, 8).max[1] == 128
+def test_profile_batch_is_capped_by_the_budget_then_by_max_batch_size():
+    big = vocoder_profile(80, 16000, 200, bytes_per_frame=100, budget_bytes=2**40, max_batch_size=MAX_BATCH_SIZE)
+    assert big.max[0] == MAX_BATCH_SIZE
+    assert vocoder_profile(80, 16000, 100, 100, 2**40).max[2] == 2 * big.max[2]  # twice the frame rate
+    assert vocoder_profile(80, 16000, 200, 100, 2**40, max_batch_size=1).opt[0] == 1
+    with pytest.raises(BuildError, match="raise --memory-budget-gib"):
+        vocoder_profile(80, 16000, 200, bytes_per_frame=10**9, budget_bytes=2**30)
 
 
-@pytest.mark.parametrize("bad", [dict(max_batch_size=0), dict(hop_length=0), dict(slowest_speed=0.0)])
+@pytest.mark.parametrize("bad", [dict(max_batch_size=0), dict(hop_length=0), dict(bytes_per_frame=0)])
 def test_profile_refuses_impossible_inputs(bad):
-    args = dict(n_mels=80, sample_rate=16000, hop_length=200, max_batch_size=8) | bad
+    args = dict(n_mels=80, sample_rate=16000, hop_length=200, bytes_per_frame=100) | bad
     with pytest.raises(BuildError, match="cannot derive a profile"):
         vocoder_profile(**args)
+
+
+def test_activation_size_comes_from_the_graph(tiny_vocoder_onnx: Path):
+    fp16 = trt_build.activation_bytes_per_frame(tiny_vocoder_onnx, "fp16")
+    assert trt_build.activation_bytes_per_frame(tiny_vocoder_onnx, "fp32") == 2 * fp16
+    # The tiny fixture vocoder (32 channels, upsampling 10, 5, 2, 2): its widest tensors are the repeat branch's
+    # upsampled input before its conv halves the channels, 16 channels at 50 samples a frame (8 at 100, 4 at 200).
+    assert fp16 == 16 * 50 * 2 * trt_build.LIVE_ACTIVATIONS
 
 
 # --- engine metadata vs this host --------------------------------------------------------------------------------
@@ -219,7 +228,7 @@ def test_build_without_tensorrt_says_where_to_build(tiny_vocoder_onnx: Path, mon
     monkeypatch.setattr(trt_build.shutil, "which", lambda name: None)
     (tiny_vocoder_onnx.parent / VOCODER_FP16_ONNX).write_bytes(tiny_vocoder_onnx.read_bytes())
     with pytest.raises(BuildError, match="scripts/build_engines.sh"):
-        trt_build.build_voice(tiny_vocoder_onnx.parent, vocoder_profile(80, 16000, 200, 4), "fp16",
+        trt_build.build_voice(tiny_vocoder_onnx.parent, vocoder_profile(80, 16000, 200, 100), "fp16",
                               tiny_vocoder_onnx.parent / "cache", 200, 16000, bench=False, log=lambda _: None)
 
 
@@ -263,15 +272,20 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
     python = Path(sys.executable)
     env = {"PATH": f"{bin_dir}:{python.parent}:/usr/bin:/bin", "PYTHON": str(python), "TRT_VERSION": "10.5.0.18"}
     script = Path(__file__).resolve().parent.parent / "scripts" / "build_engines.sh"
-    done = subprocess.run([str(script), str(export_dir), "--max-batch-size", "16"], env=env,
+    done = subprocess.run([str(script), str(export_dir), "--memory-budget-gib", "0.1"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     args = (bin_dir / "trtexec.args").read_text()
     assert f"--onnx={export_dir / voice / VOCODER_FP16_ONNX}" in args and "--stronglyTyped" in args
-    assert "--minShapes=MEL:1x80x1" in args and "--maxShapes=MEL:16x80x" in args
+    # 0.1 GiB of FP16 activations holds 4 sentences of the longest admitted length (the tiny vocoder's
+    # widest tensor is 800 values a frame, 4 of them live: 6400 bytes a frame).
+    frames = max_sentence_frames(16000, 200)
+    batch = int(0.1 * 2**30) // (frames * 6400)
+    assert batch == 4 and "--minShapes=MEL:1x80x1" in args and f"--maxShapes=MEL:{batch}x80x{frames}" in args
     metadata = json.loads(plan_metadata_path(export_dir / voice / VOCODER_PLAN).read_text())
     assert metadata["tensorrt_version"] == "10.5.0" and metadata["compute_capability"] == "9.0"
     assert metadata["precision"] == "fp16" and metadata["builder"] == "trtexec"
+    assert (metadata["max_batch_size"], metadata["max_frames"], metadata["memory_budget_gib"]) == (batch, frames, 0.1)
     assert metadata["source_onnx_sha256"] == trt_build.sha256(tiny_vocoder_onnx)
     assert json.loads((export_dir / voice / "fp16_check.json").read_text())[0]["passed"]
     print(done.stdout)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from serving.frontend.errors import FrontEndError
 from serving.frontend.phones import is_syllable
+from serving.limits import MAX_BREAK_S
 
-MAX_BREAK_S = 10.0
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
 _SYLLABLE = re.compile(r"^([a-zü]+)([1-5])$")
 _HAN = re.compile(r"^[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+$")

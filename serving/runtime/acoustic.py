@@ -19,10 +19,10 @@ the cost of a step independent of the sentence length.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from serving.contract import (
     ACOUSTIC_GRAPHS,
@@ -35,7 +35,7 @@ from serving.contract import (
     META_VOCABULARY_SIZES,
     POSTNET,
 )
-from serving.runtime.sessions import session_options
+from serving.runtime.sessions import create_session, session_options
 from serving.symbols import STREAMS
 
 ID_COLUMNS = len(STREAMS)  # sy, tone, syllable_flag, word_segment, emotion, speaker
@@ -86,6 +86,26 @@ def _gather_frames(features: np.ndarray, phone: np.ndarray, valid: np.ndarray) -
     return np.where(valid[..., None], picked, np.float32(0)).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Durations:
+    """The encoder's and the duration loop's result for a batch of items: all that the decoder needs."""
+
+    text_aug: np.ndarray  # float32 [B, T, d_text], padded phones
+    speaker_hid: np.ndarray  # float32 [B, T, d_speaker]
+    emotion_hid: np.ndarray  # float32 [B, T, d_emotion]
+    frames_per_phone: list[np.ndarray]  # int64 [T_i] per item
+    bands: np.ndarray  # int64 [B], each item's decoder band width
+
+    @property
+    def frame_counts(self) -> list[int]:
+        return [int(frames.sum()) for frames in self.frames_per_phone]
+
+    def select(self, items: list[int]) -> "Durations":
+        """The durations of some items only (decoding them alone gives each the same mel)."""
+        return Durations(self.text_aug[items], self.speaker_hid[items], self.emotion_hid[items],
+                         [self.frames_per_phone[i] for i in items], self.bands[items])
+
+
 class AcousticRuntime:
     """The acoustic graphs of one voice (DIR/<voice>/ of an export)."""
 
@@ -99,7 +119,7 @@ class AcousticRuntime:
         options = session_options(intra_op_threads)
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {
-            name: ort.InferenceSession(str(voice_dir / name), options, providers=providers) for name in ACOUSTIC_GRAPHS
+            name: create_session(voice_dir / name, options, providers) for name in ACOUSTIC_GRAPHS
         }
         encoder_meta = self._metadata(voice_dir, ENCODER, (META_MAX_LEN, META_VOCABULARY_SIZES))
         self.max_len = int(encoder_meta[META_MAX_LEN])
@@ -129,47 +149,21 @@ class AcousticRuntime:
     def _run(self, graph: str, **feeds: np.ndarray) -> list[np.ndarray]:
         return self.sessions[graph].run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
 
-    # -- the public call ---------------------------------------------------------------------
+    # -- the public calls --------------------------------------------------------------------
 
     def synthesize(self, ids: list[np.ndarray], duration_scales: list[float]) -> list[np.ndarray]:
         """ids: int64 [T_i, 6] per item (columns as serving.symbols.STREAMS), duration_scales: one
         positive float per item (multiplies the predicted durations; 1.0 = the model's own speed).
         Returns each item's mel, float32 [frames_i, num_mels]."""
-        if not ids:
-            self._checked_scales(duration_scales, 0)
-            return []
-        (text_aug, speaker_hid, emotion_hid), frames_per_phone, bands = self._phones(ids, duration_scales)
-        frame_counts = np.array([int(f.sum()) for f in frames_per_phone], dtype=np.int64)
-        if frame_counts.max() == 0:
-            return [np.zeros((0, self.num_mels), dtype=np.float32) for _ in ids]
+        return self.decode(self.predict_durations(ids, duration_scales))
 
-        phone, positions, valid, frame_lengths = regulate_lengths(frames_per_phone, self.r)
-        memory, memory_keys, memory_values = self._run(
-            DECODER_MEMORY,
-            lr_text=_gather_frames(text_aug, phone, valid),
-            lr_speaker=_gather_frames(speaker_hid, phone, valid),
-            lr_emotion=_gather_frames(emotion_hid, phone, valid),
-            frame_positions=positions,
-        )
-        decoder_frames = self._decode(memory, memory_keys, memory_values, -(-frame_lengths // self.r), bands)
-        (mel,) = self._run(POSTNET, decoder_frames=decoder_frames, frame_lengths=frame_lengths)
-        return [mel[b, : frame_lengths[b]].copy() for b in range(len(ids))]
-
-    def durations(self, ids: list[np.ndarray], duration_scales: list[float]) -> list[tuple[np.ndarray, int]]:
-        """Each item's frames per phone (int64 [T_i]) and decoder band width, exactly as `synthesize`
-        computes them (for checks against the reference)."""
-        if not ids:
-            return []
-        _, frames_per_phone, bands = self._phones(ids, duration_scales)
-        return list(zip(frames_per_phone, bands.tolist()))
-
-    def _phones(
-        self, ids: list[np.ndarray], duration_scales: list[float]
-    ) -> tuple[tuple[np.ndarray, ...], list[np.ndarray], np.ndarray]:
-        """Encoder and duration loop: (text_aug, speaker_hid, emotion_hid) of the padded batch, each
-        item's frames per phone and its band width [B]."""
+    def predict_durations(self, ids: list[np.ndarray], duration_scales: list[float]) -> Durations:
+        """The encoder and the duration loop: each item's frames per phone, before any decoding."""
         ids = [self._checked_ids(i, item) for i, item in enumerate(ids)]
         scales = self._checked_scales(duration_scales, len(ids))
+        if not ids:
+            empty = np.zeros((0, 0, 0), dtype=np.float32)
+            return Durations(empty, empty, empty, [], np.zeros(0, dtype=np.int64))
         lengths = np.array([len(item) for item in ids], dtype=np.int64)
         padded = np.zeros((len(ids), int(lengths.max()), ID_COLUMNS), dtype=np.int64)
         for b, item in enumerate(ids):
@@ -183,9 +177,25 @@ class AcousticRuntime:
         )
         log_durations = self._predict_log_durations(duration_cond, lengths)
         rounded = [round_durations(log_durations[b, : lengths[b]], scales[b], self.r) for b in range(len(ids))]
-        frames_per_phone = [frames for frames, _ in rounded]
-        bands = np.array([band for _, band in rounded], dtype=np.int64)
-        return (text_aug, speaker_hid, emotion_hid), frames_per_phone, bands
+        return Durations(text_aug, speaker_hid, emotion_hid, [frames for frames, _ in rounded],
+                         np.array([band for _, band in rounded], dtype=np.int64))
+
+    def decode(self, durations: Durations) -> list[np.ndarray]:
+        """The decoder and the postnet for items whose durations are known: each item's mel [frames_i, num_mels]."""
+        frame_counts = durations.frame_counts
+        if not frame_counts or max(frame_counts) == 0:
+            return [np.zeros((0, self.num_mels), dtype=np.float32) for _ in frame_counts]
+        phone, positions, valid, frame_lengths = regulate_lengths(durations.frames_per_phone, self.r)
+        memory, memory_keys, memory_values = self._run(
+            DECODER_MEMORY,
+            lr_text=_gather_frames(durations.text_aug, phone, valid),
+            lr_speaker=_gather_frames(durations.speaker_hid, phone, valid),
+            lr_emotion=_gather_frames(durations.emotion_hid, phone, valid),
+            frame_positions=positions,
+        )
+        decoder_frames = self._decode(memory, memory_keys, memory_values, -(-frame_lengths // self.r), durations.bands)
+        (mel,) = self._run(POSTNET, decoder_frames=decoder_frames, frame_lengths=frame_lengths)
+        return [mel[b, : frame_lengths[b]].copy() for b in range(len(frame_counts))]
 
     def _checked_ids(self, index: int, item: np.ndarray) -> np.ndarray:
         item = np.asarray(item)

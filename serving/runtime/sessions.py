@@ -29,3 +29,21 @@ def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
     return options
+
+
+class ProviderUnavailableError(RuntimeError):
+    """An execution provider the deployment asks for could not be loaded (ONNX Runtime falls back silently)."""
+
+
+def create_session(path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+    """An ONNX Runtime session that runs on every provider asked for, or an error saying which one is missing.
+
+    ONNX Runtime quietly falls back to the CPU when, say, the CUDA provider's libraries do not load; a GPU
+    deployment would then run at a fraction of its speed without a word."""
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    missing = [p for p in providers if p != CPU and p not in session.get_providers()]
+    if missing:
+        raise ProviderUnavailableError(
+            f"{path}: ONNX Runtime could not load {', '.join(missing)} (it has {', '.join(session.get_providers())}): "
+            "install the onnxruntime-gpu build that matches this host's CUDA and cuDNN, or deploy the CPU target")
+    return session

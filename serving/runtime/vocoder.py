@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from serving.contract import MEL, META_HOP, META_N_MELS
-from serving.runtime.sessions import session_options
+from serving.runtime.sessions import CPU, create_session, session_options
 
 
 class VocoderInputError(ValueError):
@@ -37,8 +36,7 @@ def checked_mel(index: int, mel: np.ndarray, n_mels: int) -> np.ndarray:
 
 class VocoderRuntime:
     def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
-        self.session = ort.InferenceSession(str(onnx_path), session_options(intra_op_threads),
-                                            providers=providers or ["CPUExecutionProvider"])
+        self.session = create_session(onnx_path, session_options(intra_op_threads), providers or [CPU])
         props = self.session.get_modelmeta().custom_metadata_map
         missing = [key for key in (META_HOP, META_N_MELS) if key not in props]
         if missing:

@@ -18,9 +18,10 @@ from typing import Protocol
 
 import numpy as np
 
-from serving.contract import Model
+from serving.contract import Model, Tensor
 
 Tensors = dict[str, np.ndarray]  # a request's tensors by name
+NUMPY_TYPES = {"TYPE_STRING": np.object_, "TYPE_FP32": np.float32, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64}
 
 
 class RequestError(ValueError):
@@ -31,6 +32,21 @@ class Step(Protocol):
     model: Model
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]: ...
+
+
+def checked(request: Tensors, tensor: Tensor, sizes: dict[str, int], rows: int | None = None) -> np.ndarray:
+    """The request's `tensor`, checked against the contract: present, its type, its dims (sizes resolves the
+    named ones), at least one row, and `rows` rows where given. A RequestError says what is wrong."""
+    array = request.get(tensor.name)
+    if array is None:
+        raise RequestError(f"{tensor.name} is missing: send it ({tensor.meaning})")
+    dims = [sizes.get(d, d) for d in tensor.dims]
+    shape_ok = array.ndim == len(dims) + 1 and all(d in (-1, n) for d, n in zip(dims, array.shape[1:]))
+    if array.dtype != NUMPY_TYPES[tensor.dtype] or not shape_ok or len(array) == 0 or rows not in (None, len(array)):
+        expected = ", ".join(["rows" if rows is None else str(rows)] + ["any" if d == -1 else str(d) for d in dims])
+        raise RequestError(f"{tensor.name} must be {tensor.dtype.removeprefix('TYPE_')} [{expected}], "
+                           f"got {array.dtype} {list(array.shape)}")
+    return array
 
 
 def rows_by_voice(requests: list[Tensors], voices: int) -> list[tuple[int, list[tuple[int, int]]]]:

@@ -21,7 +21,7 @@ from serving.contract import (
 )
 from serving.frontend import FrontEnd, FrontEndError
 from serving.frontend.pipeline import DEFAULT_EMOTION
-from serving.limits import MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.limits import MAX_AUDIO_S, MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
 from serving.steps import RequestError, Tensors
 
 
@@ -92,6 +92,10 @@ class FrontendStep:
         if len(sentences) > MAX_BATCH_SIZE:
             raise RequestError(f"TEXT has {len(sentences)} sentences, at most {MAX_BATCH_SIZE} fit one request: "
                                "split it into several requests")
+        pauses = sum(s.pause_after for s in sentences)
+        if pauses > MAX_AUDIO_S:
+            raise RequestError(f"TEXT asks for {pauses:g} s of pauses, more than the {MAX_AUDIO_S:g} s of audio one request "
+                               "may give: use shorter or fewer <break>s")
         count = len(sentences)
         ids = np.zeros((count, max(len(s.ids) for s in sentences), sentences[0].ids.shape[1]), dtype=np.int64)
         for row, sentence in enumerate(sentences):

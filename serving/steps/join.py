@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from serving.contract import AUDIO, FRAMES, JOIN, PAUSE, SAMPLE_RATE, WAV, ExportConfig
-from serving.steps import RequestError, Tensors
+from serving.limits import MAX_AUDIO_S
+from serving.steps import RequestError, Tensors, checked
 
 
 def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
@@ -23,7 +24,26 @@ class JoinStep:
 
     def __init__(self, config: ExportConfig):
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
+        self.sizes = config.audio.sizes()
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
-        return [{AUDIO.name: join_sentences(r[WAV.name], r[FRAMES.name], r[PAUSE.name], self.hop, self.sample_rate),
-                 SAMPLE_RATE.name: np.array([[self.sample_rate]], dtype=np.int32)} for r in requests]
+        results = []
+        for request in requests:
+            try:
+                wav, frames, pause = self.check(request)
+            except RequestError as e:
+                results.append(e)
+                continue
+            results.append({AUDIO.name: join_sentences(wav, frames, pause, self.hop, self.sample_rate),
+                            SAMPLE_RATE.name: np.array([[self.sample_rate]], dtype=np.int32)})
+        return results
+
+    def check(self, request: Tensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wav = checked(request, WAV, self.sizes)
+        frames = checked(request, FRAMES, self.sizes, len(wav))
+        pause = checked(request, PAUSE, self.sizes, len(wav))
+        if ((frames < 0) | (frames * self.hop > wav.shape[2])).any():
+            raise RequestError(f"FRAMES x {self.hop} must fit WAV's {wav.shape[2]} samples")
+        if not (np.isfinite(pause) & (pause >= 0)).all() or pause.sum() > MAX_AUDIO_S:
+            raise RequestError(f"PAUSE must be 0 or more seconds, {MAX_AUDIO_S:g} s at most in all")
+        return wav, frames, pause

@@ -19,13 +19,14 @@ from serving.contract import (
     MEL,
     TENSORRT,
     VOCODER,
+    VOICE_INDEX,
     WAV,
     ExportConfig,
 )
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder import VocoderRuntime
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
-from serving.steps import RequestError, Tensors, rows_by_voice
+from serving.steps import RequestError, Tensors, checked, rows_by_voice
 
 RUNTIMES = (FP32, BF16, TENSORRT)
 
@@ -41,6 +42,7 @@ class VocoderStep:
                  runtime: str = FP32, engine: EngineCall | None = None):
         """voices_dir holds a folder per voice with its vocoder file (CPU); `engine` is the engine model (GPU)."""
         self.hop = config.audio.hop_length
+        self.sizes = config.audio.sizes()
         voices = config.voice_names()
         if runtime not in RUNTIMES:
             raise VocoderConfigurationError(f"unknown vocoder runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
@@ -61,15 +63,34 @@ class VocoderStep:
                                             options.intra_op_threads) for name in voices]
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
-        waves: dict[tuple[int, int], np.ndarray] = {}
-        for voice, group in rows_by_voice(requests, len(self.runtimes)):
-            mels = [requests[r][MEL.name][s, :, : int(requests[r][FRAMES.name][s, 0])].T for r, s in group]
-            waves.update(zip(group, self.runtimes[voice].vocode(mels)))
-        out = []
+        results: list[Tensors | RequestError | None] = [None] * len(requests)
         for r, request in enumerate(requests):
-            rows = len(request[FRAMES.name])
-            batch = np.zeros((rows, 1, request[MEL.name].shape[2] * self.hop), dtype=np.float32)
+            try:
+                self.check(request)
+            except RequestError as e:
+                results[r] = e
+        valid = [r for r, result in enumerate(results) if result is None]
+        waves: dict[tuple[int, int], np.ndarray] = {}
+        for voice, group in rows_by_voice([requests[r] for r in valid], len(self.runtimes)):
+            pairs = [(valid[i], s) for i, s in group if requests[valid[i]][FRAMES.name][s, 0] > 0]
+            mels = [requests[r][MEL.name][s, :, : int(requests[r][FRAMES.name][s, 0])].T for r, s in pairs]
+            waves.update(zip(pairs, self.runtimes[voice].vocode(mels)))
+        for r in valid:
+            mel, rows = requests[r][MEL.name], len(requests[r][FRAMES.name])
+            batch = np.zeros((rows, 1, mel.shape[2] * self.hop), dtype=np.float32)
             for s in range(rows):
-                batch[s, 0, : len(waves[(r, s)])] = waves[(r, s)]
-            out.append({WAV.name: batch})
-        return out
+                wave = waves.get((r, s), batch[s, 0, :0])  # a sentence of no frames has no samples
+                batch[s, 0, : len(wave)] = wave
+            results[r] = {WAV.name: batch}
+        return results
+
+    def check(self, request: Tensors) -> None:
+        mel = checked(request, MEL, self.sizes)
+        frames = checked(request, FRAMES, self.sizes, len(mel))[:, 0]
+        voices = checked(request, VOICE_INDEX, self.sizes, len(mel))[:, 0]
+        if ((voices < 0) | (voices >= len(self.runtimes))).any():
+            raise RequestError(f"VOICE_INDEX must be 0 to {len(self.runtimes) - 1} (the voices of this export)")
+        if ((frames < 0) | (frames > mel.shape[2])).any():
+            raise RequestError(f"FRAMES must be 0 to {mel.shape[2]} (MEL's frame axis)")
+        if not all(np.isfinite(mel[s, :, :count]).all() for s, count in enumerate(frames)):
+            raise RequestError("MEL holds NaN or infinite values")
