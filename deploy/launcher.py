@@ -30,6 +30,7 @@ TRITON_HOME = Path(os.environ.get("TRITON_HOME", ROOT / ".triton"))
 RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"  # inference, health, metadata, statistics stay open
 ADMIN_KEY_HEADER = "admin-key"  # HTTP; gRPC metadata carries it as GRPC_ADMIN_KEY_HEADER
 GRPC_ADMIN_KEY_HEADER = "triton-grpc-protocol-" + ADMIN_KEY_HEADER
+LOOPBACK = "127.0.0.1"
 
 
 class LauncherError(RuntimeError):
@@ -81,14 +82,17 @@ class Ports:
 
 
 class TritonServer:
-    """A tritonserver process on 127.0.0.1; use as a context manager or call start()/stop()."""
+    """A tritonserver process listening on `address` (127.0.0.1 unless told otherwise); use as a context manager
+    or call start()/stop(). The client URLs always go through loopback."""
 
     def __init__(self, model_repository: Path, ports: Ports | None = None, log_path: Path | None = None,
-                 extra_args: list[str] = (), ready_timeout_s: float = 300.0, admin_key: str | None = None):
+                 extra_args: list[str] = (), ready_timeout_s: float = 300.0, admin_key: str | None = None,
+                 address: str = LOOPBACK):
         """admin_key: the key of the restricted admin APIs (default: a new random one, see admin_headers)."""
         self.model_repository = Path(model_repository).resolve()  # the python backend needs it absolute
         self.ports = ports or Ports.free()
         self.admin_key = admin_key or secrets.token_urlsafe(24)
+        self.address = address
         self.log_path = Path(log_path) if log_path else self.model_repository.parent / "tritonserver.log"
         self.extra_args = list(extra_args)
         self.ready_timeout_s = ready_timeout_s
@@ -106,7 +110,7 @@ class TritonServer:
         return [
             env["TRITONSERVER"], f"--model-repository={self.model_repository}",
             f"--backend-directory={env['TRITON_BACKENDS']}", f"--cache-directory={env['TRITON_CACHES']}",
-            "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+            f"--http-address={self.address}", f"--grpc-address={self.address}", f"--metrics-address={self.address}",
             f"--http-port={self.ports.http}", f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
             "--allow-sagemaker=false", "--allow-vertex-ai=false",
@@ -185,12 +189,14 @@ def exit_status(returncode: int) -> tuple[int, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run tritonserver on 127.0.0.1 until it stops; exits non-zero "
-                                                 "with the cause when it dies.")
+    parser = argparse.ArgumentParser(description="Run tritonserver until it stops; exits non-zero with the cause "
+                                                 "when it dies.")
     parser.add_argument("model_repository", type=Path)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--address", default=LOOPBACK,
+                        help=f"address to listen on (default {LOOPBACK}; 0.0.0.0 in a container behind a network policy)")
     parser.add_argument("--log", type=Path, default=None)
     parser.add_argument("--admin-key-file", type=Path, required=True,
                         help="the admin APIs' key: read from this file, or generated into it (mode 600)")
@@ -200,7 +206,7 @@ def main() -> None:
     except (LauncherError, OSError) as e:
         sys.exit(f"error: {e}")
     server = TritonServer(args.model_repository, Ports(args.http_port, args.grpc_port, args.metrics_port),
-                          args.log, extra, admin_key=admin_key)
+                          args.log, extra, admin_key=admin_key, address=args.address)
     stopping = []
 
     def forward(signum, _frame):
@@ -216,9 +222,8 @@ def main() -> None:
     except (LauncherError, OSError) as e:
         server.stop()
         sys.exit(f"error: {e}")
-    print(f"tritonserver ready: HTTP {server.http_url}, gRPC {server.grpc_url}, "
-          f"metrics 127.0.0.1:{server.ports.metrics} (log: {server.log_path}; admin key: {args.admin_key_file})",
-          flush=True)
+    print(f"tritonserver ready on {args.address}: HTTP {server.ports.http}, gRPC {server.ports.grpc}, metrics "
+          f"{server.ports.metrics} (log: {server.log_path}; admin key: {args.admin_key_file})", flush=True)
     returncode = server.process.wait()
     if returncode == 0 and stopping:
         print("tritonserver stopped", flush=True)

@@ -13,7 +13,7 @@
 #      writes <voice>/vocoder.plan and <voice>/vocoder.plan.json;
 # then checks every engine against this host as the server will (deploy.engine_check) and prints a summary.
 #
-# Runs inside the builder image (docker compose run builder, via scripts/gpu_build.sh) or on any host with
+# Runs inside the builder image (docker compose run builder, via scripts/build_repository.sh gpu) or on any host with
 # the tensorrt Python module (or trtexec), nvidia-smi, and onnx, onnxruntime, onnxconverter-common.
 # PYTHON selects the interpreter (default: python3). An engine only runs with the GPU model and TensorRT
 # version that built it: rebuild after changing either (Dockerfile: TENSORRT_IMAGE and TRITON_IMAGE go together).

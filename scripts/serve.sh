@@ -34,20 +34,7 @@ if [ -z "$MODEL_DIR" ]; then
     rm -rf "$PARTIAL"
   fi
 fi
-[ -d "$MODEL_DIR" ] || { echo "error: --model-dir $MODEL_DIR is not a directory" >&2; exit 2; }
-MODEL_DIR=$(cd "$MODEL_DIR" && pwd)
-EXPORT_DIR="$WORK/export"
-# Export again when the model directory or the voices differ from the last export, or this code cannot
-# read it (an export of an older format).
-STAMP="$MODEL_DIR ${VOICES[*]:-}"
-if [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ] \
-   || ! "$PY" -c 'import sys; from serving.contract import ExportConfig; ExportConfig.read(sys.argv[1])' "$EXPORT_DIR" 2>/dev/null; then
-  rm -rf "$EXPORT_DIR"
-  # The BF16 CPU vocoder too: the repository's `auto` precision uses it where the CPU and its quality allow.
-  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" --cpu-bf16-vocoder ${VOICES[@]+"${VOICES[@]}"}
-  echo "$STAMP" > "$EXPORT_DIR/.source"
-fi
-"$PY" -m deploy.repository "$EXPORT_DIR" --target cpu --out "$WORK/model_repository"
+scripts/build_repository.sh cpu "$MODEL_DIR" "$WORK" ${VOICES[@]+"${VOICES[@]}"}
 exec "$PY" -m deploy.launcher "$WORK/model_repository" \
   --http-port $((8000 + OFFSET)) --grpc-port $((8001 + OFFSET)) --metrics-port $((8002 + OFFSET)) \
   --log "$WORK/tritonserver.log" --admin-key-file "$WORK/admin.key" --cache-config=local,size=268435456 \
