@@ -8,7 +8,8 @@ import pytest
 
 from deploy.launcher import TritonServer
 from deploy.repository import generate
-from gateway_support import Gateway, with_stream_model
+from gateway.launcher import GatewayProcess
+from gateway_support import with_stream_model
 from models.fixtures import DEFAULT_VOICES, make_model_dir
 
 
@@ -44,5 +45,5 @@ def gateway_triton(tiny_repository: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def gateway_process(gateway_triton, tmp_path_factory: pytest.TempPathFactory):
     """A gateway with the default settings in front of gateway_triton."""
-    with Gateway(gateway_triton.grpc_url, tmp_path_factory.mktemp("gateway") / "gateway.log") as gateway:
+    with GatewayProcess(gateway_triton.grpc_url, tmp_path_factory.mktemp("gateway") / "gateway.log") as gateway:
         yield gateway

@@ -1,4 +1,4 @@
-"""Helpers for the gateway tests: a model repository with a streaming model, gateway processes, HTTP calls.
+"""Helpers for the gateway tests: a model repository with a stand-in streaming model, Triton model control.
 
 The streaming model is a test stand-in until the real `tts_stream` lands: a decoupled python model with the
 inputs of `tts` that calls the `tts` ensemble (BLS) and sends its AUDIO in CHUNKS responses, CHUNK_DELAY_S
@@ -7,21 +7,11 @@ apart, then a final empty response flagged complete. Its chunks join to exactly 
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
-from serving.launcher import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 CHUNKS = 4
 CHUNK_DELAY_S = 0.4
 
@@ -92,45 +82,6 @@ def with_stream_model(repository: Path, out: Path) -> Path:
     (out / "tts_stream" / "1" / "model.py").write_text(textwrap.dedent(STREAM_MODEL))
     (out / "tts_stream" / "config.pbtxt").write_text(STREAM_CONFIG)
     return out
-
-
-class Gateway:
-    """A `python -m gateway` process on a free port of 127.0.0.1."""
-
-    def __init__(self, triton_grpc_url: str, log_path: Path, *flags: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        command = [sys.executable, "-m", "gateway", "--port", str(self.port), "--triton-url", triton_grpc_url, *flags]
-        process_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_GATEWAY_")} | (env or {})
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=process_env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.process.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the gateway did not answer within 60 s:\n{log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> "Gateway":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def triton_model_control(http_url: str, model: str, action: str) -> None:

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from gateway_support import Gateway
+from gateway.launcher import GatewayProcess
 from serving.launcher import free_port
 
 pytestmark = pytest.mark.server
@@ -19,12 +19,12 @@ ALLOWED_ORIGIN = "https://tts.example.com"
 
 @pytest.fixture
 def start_gateway(gateway_triton, tmp_path):
-    """start_gateway(*flags, env=..., triton_url=...) -> a running Gateway, stopped after the test."""
+    """start_gateway(*flags, env=..., triton_url=...) -> a running GatewayProcess, stopped after the test."""
     started = []
 
-    def start(*flags: str, env: dict[str, str] | None = None, triton_url: str | None = None) -> Gateway:
-        gateway = Gateway(triton_url or gateway_triton.grpc_url, tmp_path / f"gateway{len(started)}.log", *flags,
-                          env=env)
+    def start(*flags: str, env: dict[str, str] | None = None, triton_url: str | None = None) -> GatewayProcess:
+        gateway = GatewayProcess(triton_url or gateway_triton.grpc_url, tmp_path / f"gateway{len(started)}.log",
+                                 *flags, env=env)
         started.append(gateway)
         return gateway
 
