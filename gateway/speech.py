@@ -47,10 +47,10 @@ def parse_body(body: bytes, model: type[BaseModel]):
         raise from_validation_error(e) from None
 
 
-def audio_format(name: str, allowed: dict[str, AudioFormat] = FORMATS) -> AudioFormat:
-    fmt = allowed.get(name.lower())
+def audio_format(name: str) -> AudioFormat:
+    fmt = FORMATS.get(name.lower())
     if fmt is None:
-        raise ApiError(400, f"unknown format {name!r}: use one of {', '.join(allowed)}")
+        raise ApiError(400, f"unknown format {name!r}: use one of {', '.join(FORMATS)}")
     return fmt
 
 
