@@ -1,6 +1,6 @@
 """What the HTTP gateway costs: gateway POST /api/tts against the client straight to Triton, side by side.
 
-    .venv/bin/python -m bench.gateway_overhead [--repository build/model_repository] [--repeats 3] [--out results/gateway]
+    .venv/bin/python -m bench.gateway_overhead [--repository build/model_repository] [--repeats 3] [--out DIR]
 
 One tritonserver (no response cache) and one gateway process in front of it. Each repeat:
 - concurrency 1: every text is spoken once unmeasured (the vocoder builds its kernels for each new input
@@ -29,8 +29,8 @@ import httpx
 from bench.load import run_level
 from bench.systems import ROOT
 from bench.texts import TextPool
+from deploy.launcher import LauncherError, Ports, TritonServer
 from gateway.launcher import GatewayError, GatewayProcess
-from serving.launcher import LauncherError, Ports, TritonServer
 from tts_client import TTSClient
 
 TARGET_P50_OVERHEAD_S = 0.010
@@ -64,7 +64,7 @@ class Repeat:
 
     @property
     def c1_paired_overhead_s(self) -> float:
-        return statistics.median(g - d for g, d in zip(self.c1_gateway_s, self.c1_direct_s))
+        return statistics.median(g - d for g, d in zip(self.c1_gateway_s, self.c1_direct_s, strict=True))
 
     @property
     def c8_ratio(self) -> float:
@@ -161,14 +161,16 @@ def write_results(out: Path, repeats: list[Repeat], summary: dict, setup: dict) 
         f"{setup['cpus']} CPUs shared with other work (load averages below).",
         "",
         f"| repeat | first | c=1 p50 direct | c=1 p50 gateway | paired overhead (median) | load c=1 | "
-        f"c={HIGH_CONCURRENCY} direct audio s/s | c={HIGH_CONCURRENCY} gateway audio s/s | gateway / direct | load c={HIGH_CONCURRENCY} |",
+        f"c={HIGH_CONCURRENCY} direct audio s/s | c={HIGH_CONCURRENCY} gateway audio s/s | gateway / direct | "
+        f"load c={HIGH_CONCURRENCY} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in repeats:
         lines.append(
             f"| {r.index + 1} | {'direct' if r.direct_first else 'gateway'} | {1000 * r.c1_p50_direct_s:.0f} ms | "
             f"{1000 * r.c1_p50_gateway_s:.0f} ms | {1000 * r.c1_paired_overhead_s:+.1f} ms | "
-            f"{r.c1_load[0]:.1f} to {r.c1_load[1]:.1f} | {r.c8_direct_audio_per_s:.2f} | {r.c8_gateway_audio_per_s:.2f} | "
+            f"{r.c1_load[0]:.1f} to {r.c1_load[1]:.1f} | {r.c8_direct_audio_per_s:.2f} | "
+            f"{r.c8_gateway_audio_per_s:.2f} | "
             f"{r.c8_ratio:.3f} | {r.c8_load[0]:.1f} to {r.c8_load[1]:.1f} |")
     overhead_range = summary["c1_paired_overhead_ms_range"]
     ratio_range = summary["c8_throughput_ratio_range"]
@@ -244,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             c8_texts = {"direct": pool.take(args.c8_requests), "gateway": pool.take(args.c8_requests)}
             repeat = run_repeat(index, senders, pool.take(args.c1_requests), c8_texts)
             print(f"[overhead] repeat {index + 1}: c=1 p50 direct {1000 * repeat.c1_p50_direct_s:.0f} ms, gateway "
-                  f"{1000 * repeat.c1_p50_gateway_s:.0f} ms, paired overhead {1000 * repeat.c1_paired_overhead_s:+.1f} ms; "
+                  f"{1000 * repeat.c1_p50_gateway_s:.0f} ms, paired overhead "
+                  f"{1000 * repeat.c1_paired_overhead_s:+.1f} ms; "
                   f"c=8 gateway/direct {repeat.c8_ratio:.3f}", flush=True)
             repeats.append(repeat)
     except (BenchError, GatewayError, LauncherError) as e:

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway import state, synthesis
+from gateway.audio import AudioFormat
 from gateway.errors import ApiError
 from gateway.speech import SpeakRequest, audio_format, parse_body, resolve
-from gateway.audio import AudioFormat
 from gateway.synthesis import AudioStream, EncodedAudio
 from gateway.triton import Speech
 

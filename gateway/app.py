@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 
-from gateway import api, ops, openai_api
+from gateway import api, openai_api, ops
 from gateway.errors import ApiError, describe_validation_errors, error_response
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.security import API_KEY_HEADER, ApiKeyMiddleware, BodySizeMiddleware, ClientConcurrencyMiddleware

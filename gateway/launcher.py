@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from serving.launcher import free_port
+from gateway.project import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0

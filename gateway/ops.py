@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from gateway import state
 from gateway.audio import FORMATS
 from gateway.errors import ApiError
-from gateway.settings import SPEED_RANGE
+from gateway.project import SPEED_RANGE
 from gateway.triton import CATALOGUE_MODEL, MODEL, STREAM_MODEL
 
 WEBUI_PAGE = Path(__file__).resolve().parent / "static" / "index.html"

@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-# The only project imports of the gateway: Triton's default ports and the request bounds the server enforces.
-from serving.launcher import Ports
-from serving.limits import MAX_TEXT_CHARS, SPEED_RANGE
+# Triton's default ports and the request bounds the server enforces.
+from gateway.project import MAX_TEXT_CHARS, Ports
 
 ENV_PREFIX = "TTS_GATEWAY_"
 GATEWAY_PORT = 8080  # plus the deployment's port offset, like Triton's 8000-8002
@@ -38,7 +37,8 @@ class Settings:
     catalogue_ttl_s: float = _setting(30.0, "how long the voice catalogue read from Triton is reused")
     max_body_bytes: int = _setting(64 * 1024, "largest request body accepted (413 above it)")
     max_text_chars: int = _setting(MAX_TEXT_CHARS, "longest text accepted (400 above it)")
-    max_requests_per_client: int = _setting(16, "requests one client (API key, else address) may have in flight (429 above it)")
+    max_requests_per_client: int = _setting(16, "requests one client (API key, else address) may have in flight "
+                                                "(429 above it)")
     cors_origins: str = _setting("", "comma-separated origins allowed to call from a browser (empty: none)")
     api_keys_file: Path | None = _setting(None, "file of API keys, one per line (keys also from TTS_GATEWAY_API_KEYS)")
     task_retention_s: float = _setting(600.0, "how long a finished async task's result is kept")

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from gateway.audio import DEFAULT_FORMAT, FORMATS, AudioFormat
 from gateway.errors import EXAMPLE_BODY, ApiError, from_validation_error
-from gateway.settings import SPEED_RANGE, Settings
+from gateway.project import SPEED_RANGE
+from gateway.settings import Settings
 from gateway.triton import Catalogue, Speech
 
 

@@ -19,16 +19,17 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError
+from gateway.project import AUDIO, EMOTION, FRONTEND, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
 
 log = logging.getLogger("gateway.triton")
 
-MODEL = "tts"
-STREAM_MODEL = "tts_stream"
+MODEL = TTS.name
+STREAM_MODEL = "tts_stream"  # the decoupled model with the inputs and outputs of `tts`, one response per chunk
 # Asks Triton to end a stream that fails with the gRPC status of the error (INVALID_ARGUMENT, ...), as unary
 # calls do; without it a stream's errors are bare messages.
 STREAM_ERROR_HEADERS = {"triton_grpc_error": "true"}
 # The model whose config carries the voice catalogue (a JSON string parameter named "voices").
-CATALOGUE_MODEL = "frontend"
+CATALOGUE_MODEL = FRONTEND.name
 CATALOGUE_PARAMETER = "voices"
 
 _STATUS = {
@@ -170,18 +171,18 @@ def _bytes_input(name: str, value: str) -> InferInput:
 
 
 def _inputs(speech: Speech) -> list[InferInput]:
-    speed = InferInput("SPEED", [1, 1], "FP32")
+    speed = InferInput(SPEED.name, [1, 1], "FP32")
     speed.set_data_from_numpy(np.array([[speech.speed]], dtype=np.float32))
-    return [_bytes_input("TEXT", speech.text), _bytes_input("VOICE", speech.voice),
-            _bytes_input("EMOTION", speech.emotion), speed]
+    return [_bytes_input(TEXT.name, speech.text), _bytes_input(VOICE.name, speech.voice),
+            _bytes_input(EMOTION.name, speech.emotion), speed]
 
 
 def _outputs() -> list[InferRequestedOutput]:
-    return [InferRequestedOutput("AUDIO"), InferRequestedOutput("SAMPLE_RATE")]
+    return [InferRequestedOutput(AUDIO.name), InferRequestedOutput(SAMPLE_RATE.name)]
 
 
 def _synthesis(result, model: str, allow_empty: bool = False) -> Synthesis:
-    audio, sample_rate = result.as_numpy("AUDIO"), result.as_numpy("SAMPLE_RATE")
+    audio, sample_rate = result.as_numpy(AUDIO.name), result.as_numpy(SAMPLE_RATE.name)
     if audio is None or sample_rate is None:
         if allow_empty:  # the streaming model's final response carries no tensors
             return Synthesis(np.zeros(0, dtype=np.float32), 0)

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from gateway_support import with_stream_model
 
 from deploy.launcher import TritonServer
 from deploy.repository import generate
 from gateway.launcher import GatewayProcess
-from gateway_support import with_stream_model
 from models.fixtures import DEFAULT_VOICES, make_model_dir
 
 

@@ -16,10 +16,10 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from gateway_support import CHUNK_DELAY_S, CHUNKS, triton_model_control
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audio import to_int16
-from gateway_support import CHUNK_DELAY_S, CHUNKS, triton_model_control
 from tts_client import TTSClient
 
 pytestmark = pytest.mark.server

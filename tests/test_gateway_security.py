@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
+from deploy.launcher import free_port
 from gateway.launcher import GatewayProcess
-from serving.launcher import free_port
 
 pytestmark = pytest.mark.server
 
@@ -43,11 +43,13 @@ def test_api_keys_from_the_environment_and_a_file(start_gateway, tmp_path):
         assert missing.headers["www-authenticate"] == "Bearer"
         wrong = http.post("/api/tts", json={"text": TEXT}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error"] == "the API key is not valid"
-        assert http.post("/api/tts", json={"text": TEXT}, headers={"Authorization": "Bearer env-key"}).status_code == 200
+        bearer = {"Authorization": "Bearer env-key"}
+        assert http.post("/api/tts", json={"text": TEXT}, headers=bearer).status_code == 200
         assert http.post("/api/tts", json={"text": TEXT}, headers={"X-API-Key": "file-key"}).status_code == 200
         assert http.get("/api/voices", headers={"X-API-Key": "other"}).status_code == 200
         assert http.get("/api/voices").status_code == 401
-        assert http.post("/v1/audio/speech", json={"model": "tts-1", "input": TEXT, "voice": "alloy"}).status_code == 401
+        openai_body = {"model": "tts-1", "input": TEXT, "voice": "alloy"}
+        assert http.post("/v1/audio/speech", json=openai_body).status_code == 401
         # Probes, scrapers and the page itself need no key.
         for path in ("/", "/healthz", "/readyz", "/metrics"):
             assert http.get(path).status_code == 200, path
@@ -55,7 +57,8 @@ def test_api_keys_from_the_environment_and_a_file(start_gateway, tmp_path):
 
 def test_cors_allows_only_the_listed_origins(start_gateway, gateway_process):
     gateway = start_gateway("--cors-origins", ALLOWED_ORIGIN)
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"}
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type,authorization"}
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         allowed = http.options("/api/tts", headers={"Origin": ALLOWED_ORIGIN, **preflight})
         assert allowed.status_code == 200

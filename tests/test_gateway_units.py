@@ -14,7 +14,7 @@ import soundfile as sf
 
 from gateway import audio
 from gateway.errors import ApiError
-from gateway.settings import Settings, SettingsError, add_arguments, from_sources
+from gateway.settings import SettingsError, add_arguments, from_sources
 from gateway.tasks import TaskStore
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.launcher import free_port
 from models.hub import EXIT_UNREACHABLE
-from serving.launcher import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "iic/speech_sambert-hifigan_tts_zh-cn_16k"
@@ -44,7 +44,8 @@ def test_refused_hub_is_one_line_and_the_unreachable_status():
     result, _ = run([sys.executable, "-m", "models.hub", MODEL_ID, "--timeout-s", "5"], endpoint)
     assert result.returncode == EXIT_UNREACHABLE
     assert result.stdout == ""
-    assert result.stderr.strip() == f"error: cannot reach the ModelScope hub at {endpoint}: [Errno 111] Connection refused"
+    refused = f"error: cannot reach the ModelScope hub at {endpoint}: [Errno 111] Connection refused"
+    assert result.stderr.strip() == refused
 
 
 def test_silent_hub_gives_up_after_the_timeout(silent_endpoint):
