@@ -84,10 +84,10 @@ def with_stream_model(repository: Path, out: Path) -> Path:
     return out
 
 
-def triton_model_control(http_url: str, model: str, action: str) -> None:
-    """Load or unload a model of a server in explicit model control mode."""
-    request = urllib.request.Request(f"http://{http_url}/v2/repository/models/{model}/{action}", data=b"",
-                                     method="POST")
+def triton_model_control(server, model: str, action: str) -> None:
+    """Load or unload a model of a TritonServer in explicit model control mode (an admin API: it takes the key)."""
+    request = urllib.request.Request(f"http://{server.http_url}/v2/repository/models/{model}/{action}", data=b"",
+                                     headers=server.admin_headers(), method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         assert response.status == 200
 

@@ -192,7 +192,7 @@ def test_stream_errors_before_audio_get_a_status(http):
 
 
 def test_stream_falls_back_to_tts_when_the_streaming_model_is_not_loaded(http, gateway_triton, triton_client):
-    triton_model_control(gateway_triton.http_url, "tts_stream", "unload")
+    triton_model_control(gateway_triton, "tts_stream", "unload")
     try:
         assert http.get("/readyz").json()["models"]["tts_stream"] is False
         response, pieces, _ = read_stream(http, "/api/tts/stream", {"text": TEXT})
@@ -200,18 +200,18 @@ def test_stream_falls_back_to_tts_when_the_streaming_model_is_not_loaded(http, g
         body = b"".join(piece for _, piece in pieces)
         assert np.array_equal(np.frombuffer(body[44:], dtype="<i2"), direct_pcm(triton_client))
     finally:
-        triton_model_control(gateway_triton.http_url, "tts_stream", "load")
+        triton_model_control(gateway_triton, "tts_stream", "load")
 
 
 def test_triton_model_not_loaded_is_a_503_with_a_message(http, gateway_triton):
-    triton_model_control(gateway_triton.http_url, "tts", "unload")
+    triton_model_control(gateway_triton, "tts", "unload")
     try:
         ready = http.get("/readyz")
         assert ready.status_code == 503 and "model tts is not loaded" in ready.json()["error"]
         response = http.post("/api/tts", json={"text": TEXT})
         assert response.status_code == 503 and "unavailable" in response.json()["error"]
     finally:
-        triton_model_control(gateway_triton.http_url, "tts", "load")
+        triton_model_control(gateway_triton, "tts", "load")
     assert http.post("/api/tts", json={"text": TEXT}).status_code == 200
 
 
