@@ -1,6 +1,6 @@
 """What the HTTP gateway costs: gateway POST /api/tts against the client straight to Triton, side by side.
 
-    .venv/bin/python -m bench.gateway_overhead [--repository build/model_repository] [--repeats 3] [--out DIR]
+    .venv/bin/python -m bench.gateway_overhead [--repository build/serve-0/model_repository] [--repeats 3] [--out DIR]
 
 One tritonserver (no response cache) and one gateway process in front of it. Each repeat:
 - concurrency 1: every text is spoken once unmeasured (the vocoder builds its kernels for each new input
@@ -255,8 +255,8 @@ def plot(path: Path, repeats: list[Repeat]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway_overhead", description=__doc__.split("\n")[0])
-    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository",
-                        help="a generated CPU model repository (scripts/serve.sh writes build/model_repository)")
+    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "serve-0" / "model_repository",
+                        help="a generated CPU model repository (scripts/serve.sh writes one per port offset)")
     parser.add_argument("--model", default="the full-size fixture", help="what the repository serves, for the record")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--c1-requests", type=int, default=12)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.repository / "tts").is_dir():
         sys.exit(f"error: {args.repository} is not a generated model repository: run scripts/serve.sh once "
-                 "(it writes build/model_repository) or pass --repository")
+                 "(it writes build/serve-0/model_repository) or pass --repository")
     args.work.mkdir(parents=True, exist_ok=True)
     pool = TextPool(seed=11)
     triton = TritonServer(args.repository, Ports.free(), log_path=args.work / "tritonserver.log")
