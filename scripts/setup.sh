@@ -12,7 +12,7 @@ step "python environment in $VENV"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
 # torch first and pinned: every machine here holds that CPU build locally; anything else pulls CUDA wheels.
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e "$ROOT[server,export,dev]" -e "$ROOT/client"
+"${PIP[@]}" -e "$ROOT[server,export,gateway,hub,dev]" -e "$ROOT/client"
 
 PY="$VENV/bin/python"
 SP=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

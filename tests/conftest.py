@@ -5,8 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from gateway_support import with_stream_model
 
+from deploy.launcher import TritonServer
 from deploy.repository import generate
+from gateway.launcher import GatewayProcess
 from models.fixtures import DEFAULT_VOICES, make_model_dir
 
 
@@ -29,3 +32,18 @@ def tiny_repository(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(export_dir),
                     "--voice", DEFAULT_VOICES[0]], check=True)
     return generate(export_dir, tmp_path_factory.mktemp("tiny_repo") / "model_repository", "cpu")
+
+
+@pytest.fixture(scope="session")
+def gateway_triton(tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Triton with the tiny repository and a stand-in streaming model, models loaded and unloaded on request."""
+    repository = with_stream_model(tiny_repository, tmp_path_factory.mktemp("gateway_repo") / "model_repository")
+    with TritonServer(repository, extra_args=["--model-control-mode=explicit", "--load-model=*"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_process(gateway_triton, tmp_path_factory: pytest.TempPathFactory):
+    """A gateway with the default settings in front of gateway_triton."""
+    with GatewayProcess(gateway_triton.grpc_url, tmp_path_factory.mktemp("gateway") / "gateway.log") as gateway:
+        yield gateway

@@ -1,0 +1,11 @@
+"""Everything the gateway takes from the rest of the project, in one place (when modules move, this file follows).
+
+Names and bounds only: the gateway needs no model code, and runs wherever these light modules import.
+"""
+
+from deploy.launcher import Ports, free_port
+from serving.contract import AUDIO, EMOTION, FRONTEND, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
+from serving.limits import MAX_TEXT_CHARS, SPEED_RANGE
+
+__all__ = ["Ports", "free_port", "AUDIO", "EMOTION", "FRONTEND", "SAMPLE_RATE", "SPEED", "TEXT", "TTS", "VOICE",
+           "MAX_TEXT_CHARS", "SPEED_RANGE"]
