@@ -30,3 +30,12 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir "torch==2.13.0"
       --index-url https://download.pytorch.org/whl/cpu && scripts/setup.sh
 ENV PATH=/workspace/.venv/bin:$PATH
 ENTRYPOINT ["python", "-m", "deploy.launcher"]
+
+# gateway: the HTTP API in front of Triton (no model, no torch): FastAPI, uvicorn, tritonclient (Kubernetes).
+FROM python:3.11-slim-bookworm AS gateway
+WORKDIR /workspace
+COPY . .
+RUN pip install --no-cache-dir ".[gateway]" && useradd --system gateway
+USER gateway
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "gateway"]

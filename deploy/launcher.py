@@ -164,14 +164,23 @@ class TritonServer:
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """SIGTERM and wait: the server unloads its models and its stubs exit with it."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_leftovers()
+        self.process.wait()
+
+    def kill_leftovers(self) -> None:
+        """Kill what is left of tritonserver's process group: a server that died leaves its python stubs running."""
         try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        except ProcessLookupError:
+            pass
 
     def __enter__(self) -> "TritonServer":
         return self.start()
@@ -225,6 +234,7 @@ def main() -> None:
     print(f"tritonserver ready on {args.address}: HTTP {server.ports.http}, gRPC {server.ports.grpc}, metrics "
           f"{server.ports.metrics} (log: {server.log_path}; admin key: {args.admin_key_file})", flush=True)
     returncode = server.process.wait()
+    server.kill_leftovers()
     if returncode == 0 and stopping:
         print("tritonserver stopped", flush=True)
         return

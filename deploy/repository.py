@@ -28,6 +28,8 @@ from deploy.vocoder_precision import AUTO, CHOICES, PrecisionError, choose, cpu_
 from serving.contract import (
     ACOUSTIC,
     ACOUSTIC_GRAPHS,
+    CATALOGUE_MODEL,
+    CATALOGUE_PARAMETER,
     CPU_VOCODER_FILES,
     EXPORT_CONFIG_FILE,
     FRONTEND,
@@ -146,7 +148,7 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
         vocoder = {**runtime_options, "runtime": runtime}
-    parameters = {FRONTEND.name: {"voices": json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
+    parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
                   ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
                   VOCODER.name: vocoder}
 

@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from gateway import state
 from gateway.audio import FORMATS
 from gateway.errors import ApiError
-from gateway.project import SPEED_RANGE
-from gateway.triton import CATALOGUE_MODEL, MODEL, STREAM_MODEL
+from gateway.project import CATALOGUE_MODEL, SPEED_RANGE
+from gateway.triton import MODEL, STREAM_MODEL
 
 WEBUI_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
@@ -50,8 +50,8 @@ async def readyz(request: Request) -> JSONResponse:
     triton = state.of(request).triton
     if not await triton.server_live():
         raise ApiError(503, f"the TTS server (Triton) at {triton.url} is not reachable")
-    models = {name: await triton.model_ready(name) for name in (MODEL, CATALOGUE_MODEL, STREAM_MODEL)}
-    missing = [name for name in (MODEL, CATALOGUE_MODEL) if not models[name]]
+    models = {name: await triton.model_ready(name) for name in (MODEL, CATALOGUE_MODEL.name, STREAM_MODEL)}
+    missing = [name for name in (MODEL, CATALOGUE_MODEL.name) if not models[name]]
     if missing:
         raise ApiError(503, f"Triton at {triton.url} is up but model {', '.join(missing)} is not loaded")
     return JSONResponse({"status": "ready", "models": models})

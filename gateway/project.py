@@ -4,8 +4,18 @@ Names and bounds only: the gateway needs no model code, and runs wherever these 
 """
 
 from deploy.launcher import Ports, free_port
-from serving.contract import AUDIO, EMOTION, FRONTEND, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
+from serving.contract import (
+    AUDIO,
+    CATALOGUE_MODEL,
+    CATALOGUE_PARAMETER,
+    EMOTION,
+    SAMPLE_RATE,
+    SPEED,
+    TEXT,
+    TTS,
+    VOICE,
+)
 from serving.limits import MAX_TEXT_CHARS, SPEED_RANGE
 
-__all__ = ["Ports", "free_port", "AUDIO", "EMOTION", "FRONTEND", "SAMPLE_RATE", "SPEED", "TEXT", "TTS", "VOICE",
-           "MAX_TEXT_CHARS", "SPEED_RANGE"]
+__all__ = ["Ports", "free_port", "AUDIO", "CATALOGUE_MODEL", "CATALOGUE_PARAMETER", "EMOTION", "SAMPLE_RATE",
+           "SPEED", "TEXT", "TTS", "VOICE", "MAX_TEXT_CHARS", "SPEED_RANGE"]

@@ -19,7 +19,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError
-from gateway.project import AUDIO, EMOTION, FRONTEND, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
+from gateway.project import AUDIO, CATALOGUE_MODEL, CATALOGUE_PARAMETER, EMOTION, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
 
 log = logging.getLogger("gateway.triton")
 
@@ -28,9 +28,6 @@ STREAM_MODEL = "tts_stream"  # the decoupled model with the inputs and outputs o
 # Asks Triton to end a stream that fails with the gRPC status of the error (INVALID_ARGUMENT, ...), as unary
 # calls do; without it a stream's errors are bare messages.
 STREAM_ERROR_HEADERS = {"triton_grpc_error": "true"}
-# The model whose config carries the voice catalogue (a JSON string parameter named "voices").
-CATALOGUE_MODEL = FRONTEND.name
-CATALOGUE_PARAMETER = "voices"
 
 _STATUS = {
     "StatusCode.INVALID_ARGUMENT": 400,
@@ -90,13 +87,13 @@ class Triton:
     async def catalogue(self) -> Catalogue:
         """The served voices, read from Triton and reused for catalogue_ttl_s."""
         if self._catalogue is None or time.monotonic() - self._catalogue_read_at > self.catalogue_ttl_s:
-            response = await self._call(self._client.get_model_config(CATALOGUE_MODEL, as_json=True,
+            response = await self._call(self._client.get_model_config(CATALOGUE_MODEL.name, as_json=True,
                                                                       client_timeout=self.timeout_s))
             try:
                 catalogue = Catalogue.from_json(response["config"]["parameters"][CATALOGUE_PARAMETER]["string_value"])
             except (KeyError, ValueError, TypeError) as e:
                 raise ApiError(502, f"Triton at {self.url} has no valid voice catalogue in model "
-                                    f"{CATALOGUE_MODEL!r} ({e}): is this the Sambert TTS server?") from None
+                                    f"{CATALOGUE_MODEL.name!r} ({e}): is this the Sambert TTS server?") from None
             self._catalogue, self._catalogue_read_at = catalogue, time.monotonic()
         return self._catalogue
 

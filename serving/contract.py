@@ -115,6 +115,10 @@ JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
 
+# Clients read the voice catalogue (voices, their emotions, the default voice, the sample rate) as a JSON
+# string parameter of the front end's config.
+CATALOGUE_MODEL, CATALOGUE_PARAMETER = FRONTEND, "voices"
+
 # On a GPU host the vocoder model hands each batch to the TensorRT engine, its own Triton model.
 VOCODER_ENGINE = Model("vocoder_engine", (MEL,), (WAV,))
 

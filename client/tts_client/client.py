@@ -26,7 +26,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 MODEL = "tts"
-# The model whose config carries the voice catalogue (a JSON string parameter named "voices").
+# The model whose config carries the voice catalogue (a JSON string parameter named "voices"); the server's
+# serving.contract owns these names, and this package, which installs on its own, repeats them.
 CATALOGUE_MODEL = "frontend"
 CATALOGUE_PARAMETER = "voices"
 DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
