@@ -1,24 +1,36 @@
 """Random-weight model directories in exactly the layout of ModelScope's Sambert-HifiGan downloads.
 
-The real `iic/speech_sambert-hifigan_tts_zh-cn_16k` cannot be downloaded here, so tests build a
-directory with the same files, the same config sections (as KAN-TTS's `sambert_16k.yaml`,
-`hifigan_v1_16k.yaml` and `audio_config_16k.yaml` write them, parts the loader ignores included)
-and checkpoints shaped like KAN-TTS's trainer saves them, then load it through the same code as a
-real directory (`models.model_dir`, `models.loader`).
+No model can be downloaded here, so tests build directories with the same files, the same config
+sections (as KAN-TTS's configs write them, parts the loader ignores included) and checkpoints shaped
+like KAN-TTS's trainers save them, then load them through the same code as a real directory
+(`models.model_dir`, `models.loader`). One per family (FAMILIES; the KAN-TTS configs each is made of):
 
-    python -m models.fixtures OUT_DIR [--size full|tiny] [--seed N]
+    emo16k       speech_sambert-hifigan_tts_zh-cn_16k: audio_config_16k, sambert_16k, hifigan_v1_16k
+    multisp24k   speech_sambert-hifigan_tts_zh-cn_multisp_pretrain_24k: audio_config_24k, sambert_24k, hifigan_v1_24k
+    nsf24k       audio_config_24k, sambert_nsf_24k, hifigan_v1_nsf_24k (+ am/mvn.npy)
+    nsf16k       audio_config_16k, sambert_nsf_16k, hifigan_noncausal_nsf_v1_16k (+ am/mvn.npy)
+    personal16k  speech_personal_sambert-hifigan_nsf_tts_zh-cn_pretrain_16k: audio_config_se_16k,
+                 sambert_se_nsf_global_16k, hifigan_noncausal_nsf_global_v1_16k (+ am/se.npy)
 
-"full" has the real 16 kHz hyper-parameters; "tiny" keeps the structure, vocabularies and audio
-config but shrinks layer counts and widths so tests run fast.
+and, with --work-dir, the work directory of a personal-voice fine-tuning run of personal16k.
+
+    python -m models.fixtures OUT_DIR [--family F] [--size full|tiny] [--seed N] [--work-dir]
+
+"full" has the real hyper-parameters; "tiny" keeps the structure, vocabularies and audio config but
+shrinks layer counts and widths so tests run fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -27,6 +39,11 @@ from models.model_dir import (
     CONFIGURATION_FILE,
     MODEL_TYPE,
     VOICES_FILE,
+    WORK_AM,
+    WORK_AUDIO_CONFIG,
+    WORK_MODEL_DIR,
+    WORK_SPEAKER_EMBEDDING,
+    WORK_VOCODER,
     read_audio_settings,
 )
 from models.sambert import KanTtsSambert, init_for_fixture
@@ -247,6 +264,57 @@ HIFIGAN_16K = {
 # hifigan_noncausal_v1_16k.yaml differs from the causal one only here.
 NONCAUSAL_UPSAMPLE_KERNEL_SIZES = [20, 11, 4, 4]
 
+# The 24 kHz configs differ from the 16 kHz ones only here (audio_config_24k.yaml, hifigan_v1_24k.yaml;
+# sambert_24k.yaml is sambert_16k.yaml).
+AUDIO_24K_CHANGES = {"sampling_rate": 24000, "hop_length": 240, "win_length": 1024, "n_fft": 1024, "fmin": 50.0}
+HIFIGAN_24K_CHANGES = {
+    "channels": 512,
+    "upsample_scales": [8, 5, 3, 2],
+    "upsample_kernal_sizes": [16, 10, 6, 4],
+    "resblock_dilations": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+}
+MEL_LOSS_24K_CHANGES = {"fs": 24000, "fft_size": 1024, "hop_size": 240, "win_length": 1024}
+NSF_HARMONICS = 7  # nsf_params.nb_harmonics of every KAN-TTS NSF vocoder config
+# am/mvn.npy of a mean_std NSF voice: f0 mean and std in Hz, float64 [2, 1] (the real values are the
+# training corpus's; these are a typical voice's).
+FIXTURE_F0_MEAN_STD = (200.0, 50.0)
+# The speaker list of KAN-TTS's sambert_nsf_16k.yaml, the one six-speaker list ModelScope's docs show.
+SIX_SPEAKERS = "F7,F74,FBYN,FRXL,M7,xiaoyu"
+WORK_DIR_STEPS = (2400000, 2400200)  # checkpoint steps in a fixture work dir: the pretrain's and the fine-tuned
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a family's KAN-TTS configs differ from the 16 kHz emotional voices' ones."""
+
+    audio: dict = field(default_factory=dict)  # audio_config changes
+    am: dict = field(default_factory=dict)  # Model.KanTtsSAMBERT.params changes
+    voc: dict = field(default_factory=dict)  # Model.Generator.params changes
+    mel_loss: dict = field(default_factory=dict)  # the vocoder config's Loss.mel_loss.params changes
+    speaker_list: str = SPEAKER_LIST
+    voices: tuple[str, ...] = ("F7",)
+
+
+FAMILIES = {
+    "emo16k": Family(voices=DEFAULT_VOICES),
+    "multisp24k": Family(audio=AUDIO_24K_CHANGES, voc=HIFIGAN_24K_CHANGES, mel_loss=MEL_LOSS_24K_CHANGES,
+                         speaker_list=SIX_SPEAKERS),
+    "nsf24k": Family(audio=AUDIO_24K_CHANGES, am={"num_mels": 82, "NSF": True},
+                     voc={**HIFIGAN_24K_CHANGES, "nsf_params": {"nb_harmonics": NSF_HARMONICS, "sampling_rate": 24000}},
+                     mel_loss=MEL_LOSS_24K_CHANGES),
+    "nsf16k": Family(am={"num_mels": 82, "NSF": True},
+                     voc={"causal": False, "upsample_kernal_sizes": NONCAUSAL_UPSAMPLE_KERNEL_SIZES,
+                          "nsf_params": {"nb_harmonics": NSF_HARMONICS, "sampling_rate": 16000}},
+                     speaker_list=SIX_SPEAKERS),
+    "personal16k": Family(audio={"se_feature": True},
+                          am={"num_mels": 82, "NSF": True, "SE": True, "speaker_units": 192, "nsf_norm_type": "global",
+                              "nsf_f0_global_minimum": 30.0, "nsf_f0_global_maximum": 730.0},
+                          voc={"causal": False, "upsample_kernal_sizes": NONCAUSAL_UPSAMPLE_KERNEL_SIZES,
+                               "nsf_params": {"nb_harmonics": NSF_HARMONICS, "sampling_rate": 16000,
+                                              "nsf_norm_type": "global", "nsf_f0_global_minimum": 30.0,
+                                              "nsf_f0_global_maximum": 730.0}}),
+}
+
 # "tiny": same structure, fewer layers and narrower widths. The mel size, frames per step and
 # upsampling scales stay, because they are fixed by the audio config shared with the real models.
 TINY_AM_PARAMS = {
@@ -284,28 +352,53 @@ TINY_VOC_PARAMS = {
 }
 
 
-def am_config(size: str) -> dict:
-    """The am/config.yaml content of a fixture voice."""
-    config = copy.deepcopy(SAMBERT_16K)
-    if size == "tiny":
-        config["Model"]["KanTtsSAMBERT"]["params"].update(copy.deepcopy(TINY_AM_PARAMS))
+def _family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {name!r}")
+    return FAMILIES[name]
+
+
+def audio_config(family: str = "emo16k") -> dict:
+    """The audio_config.yaml content of a family's voices."""
+    config = copy.deepcopy(AUDIO_CONFIG_16K)
+    config["audio_config"].update(_family(family).audio)
     return config
 
 
-def voc_config(size: str, causal: bool) -> dict:
-    """The voc/config.yaml content of a fixture voice."""
+def am_config(size: str, family: str = "emo16k", speaker_list: str | None = None) -> dict:
+    """The am/config.yaml content of a fixture voice."""
+    config = copy.deepcopy(SAMBERT_16K)
+    spec = _family(family)
+    params = config["Model"]["KanTtsSAMBERT"]["params"]
+    params.update(copy.deepcopy(spec.am))
+    if size == "tiny":
+        # A speaker embedding's width is fixed by se.npy, not a layer width.
+        params.update({k: v for k, v in TINY_AM_PARAMS.items() if not (k == "speaker_units" and params.get("SE"))})
+    config["linguistic_unit"]["speaker_list"] = speaker_list or spec.speaker_list
+    return config
+
+
+def voc_config(size: str, causal: bool | None = None, family: str = "emo16k") -> dict:
+    """The voc/config.yaml content of a fixture voice (causal False: emo16k with hifigan_noncausal_v1_16k)."""
     config = copy.deepcopy(HIFIGAN_16K)
+    spec = _family(family)
     params = config["Model"]["Generator"]["params"]
-    if not causal:
+    params.update(copy.deepcopy(spec.voc))
+    config["Loss"]["mel_loss"]["params"].update(spec.mel_loss)
+    if causal is False and params["causal"]:
         params.update(causal=False, upsample_kernal_sizes=list(NONCAUSAL_UPSAMPLE_KERNEL_SIZES))
     if size == "tiny":
         params.update(copy.deepcopy(TINY_VOC_PARAMS))
     return config
 
 
-def random_am_state_dict(config: dict, vocabulary: Vocabulary, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded random AM weights whose durations come out a few frames per phone."""
+def random_am_state_dict(config: dict, vocabulary: Vocabulary, seed: int,
+                         speaker_embedding: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Seeded random AM weights whose durations come out a few frames per phone (an SE voice's: with its
+    speaker embedding)."""
     am = KanTtsSambert(config["Model"]["KanTtsSAMBERT"]["params"], vocabulary.sizes())
+    if speaker_embedding is not None:
+        am.set_speaker_embedding(torch.from_numpy(speaker_embedding[0]))
     return init_for_fixture(am, seed).state_dict()
 
 
@@ -316,32 +409,37 @@ def random_generator_state_dict(config: dict, seed: int) -> dict[str, torch.Tens
         return KanHifiGanGenerator(**config["Model"]["Generator"]["params"]).state_dict()
 
 
+def random_speaker_embedding(units: int, seed: int) -> np.ndarray:
+    """A personal voice's se.npy: float32 [1, units], as KAN-TTS's speaker-embedding extractor writes it."""
+    return np.random.default_rng(seed).standard_normal((1, units)).astype(np.float32)
+
+
 def make_model_dir(
     out_dir: str | Path,
     size: str = "full",
-    voices: tuple[str, ...] = DEFAULT_VOICES,
+    voices: tuple[str, ...] | None = None,
     seed: int = 0,
     causal_vocoder: bool = True,
     has_mask: bool = True,
+    family: str = "emo16k",
+    speaker_list: str | None = None,
 ) -> Path:
-    """Write a complete ModelScope sambert-hifigan model directory with seeded random weights into
-    `out_dir` (created if needed, must be empty).
+    """Write a complete ModelScope sambert-hifigan model directory of `family` with seeded random weights
+    into `out_dir` (created if needed, must be empty).
 
-    Every voice gets its own weights (seeded from `seed` and its position). With `has_mask=False`
-    the directory is a legacy one: configuration.json says so and every embedding table has one
-    row fewer. Returns the directory.
+    Every voice gets its own weights (seeded from `seed` and its position); voices default to the
+    family's. With `has_mask=False` the directory is a legacy one: configuration.json says so and every
+    embedding table has one row fewer. `causal_vocoder=False` gives emo16k the non-causal vocoder.
+    Returns the directory.
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, not {size!r}")
+    voices = _family(family).voices if voices is None else voices
     if not voices:
         raise ValueError("a model directory needs at least one voice")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        # Left-over checkpoints (a higher step) would be loaded instead of the new ones.
-        raise FileExistsError(f"{out} is not empty: give a new or empty directory")
-    out.mkdir(parents=True, exist_ok=True)
-    sample_rate = AUDIO_CONFIG_16K["audio_config"]["sampling_rate"]
-    model: dict = {"type": MODEL_TYPE, "lang_type": "zhcn", "sample_rate": sample_rate}
+    out = _empty_dir(out_dir)
+    audio = audio_config(family)
+    model: dict = {"type": MODEL_TYPE, "lang_type": "zhcn", "sample_rate": audio["audio_config"]["sampling_rate"]}
     if not has_mask:
         model["am"] = {"linguistic_unit": {"has_mask": False}}
     configuration = {
@@ -352,25 +450,66 @@ def make_model_dir(
     }
     _write_json(out / CONFIGURATION_FILE, configuration)
     _write_json(out / VOICES_FILE, {"voices": list(voices)})
+    _write_resource_zip(out / "resource.zip")
 
     for index, name in enumerate(voices):
         voice_dir = out / "voices" / name
-        am = am_config(size)
-        voc = voc_config(size, causal_vocoder)
-        _write_yaml(voice_dir / "audio_config.yaml", AUDIO_CONFIG_16K)
+        am = am_config(size, family, speaker_list)
+        voc = voc_config(size, causal_vocoder, family)
+        _write_yaml(voice_dir / "audio_config.yaml", audio)
         _write_yaml(voice_dir / "am" / "config.yaml", am)
         _write_yaml(voice_dir / "voc" / "config.yaml", voc)
-        voice_seed = seed * 1000 + index
-        vocabulary = Vocabulary.from_am_config(am, has_mask)
-        # KAN-TTS's trainer saves {"model": ..., "optimizer": ..., "scheduler": ..., "steps": ...};
-        # the optimizer and scheduler states are left out to keep fixtures small.
-        save_checkpoint(
-            voice_dir / "am" / "ckpt" / "checkpoint_0.pth", random_am_state_dict(am, vocabulary, voice_seed)
-        )
-        save_checkpoint(
-            voice_dir / "voc" / "ckpt" / "checkpoint_0.pth", {"generator": random_generator_state_dict(voc, voice_seed)}
-        )
+        _write_voice_files(voice_dir / "am", voice_dir / "am" / "ckpt" / "checkpoint_0.pth",
+                           voice_dir / "voc" / "ckpt" / "checkpoint_0.pth", am, voc, has_mask, seed * 1000 + index)
     return out
+
+
+def make_work_dir(out_dir: str | Path, size: str = "full", seed: int = 0) -> Path:
+    """Write the work directory of a personal-voice fine-tuning run (ModelScope's KanttsTrainer) into
+    `out_dir` (created if needed, must be empty): the pretrained personal16k model in orig_model/ with
+    its vocoder under basemodel_16k/, the fine-tuned acoustic model in tmp_am/ (a pretrain checkpoint
+    and a later, different one: the later is the voice), the run's audio config and speaker embedding in
+    data/. Returns the directory."""
+    out = _empty_dir(out_dir)
+    model_dir = make_model_dir(out / WORK_MODEL_DIR, size, seed=seed, family="personal16k")
+    pretrained, tuned = WORK_DIR_STEPS
+    voice_dir = model_dir / "voices" / FAMILIES["personal16k"].voices[0]
+    vocoder = out / WORK_VOCODER
+    (vocoder / "ckpt").mkdir(parents=True)
+    (vocoder / "config.yaml").write_bytes((voice_dir / "voc" / "config.yaml").read_bytes())
+    (vocoder / "ckpt" / f"checkpoint_{pretrained}.pth").write_bytes(
+        (voice_dir / "voc" / "ckpt" / "checkpoint_0.pth").read_bytes())
+    # ModelScope's train_sambert writes the stage's config.yaml: the audio config updated with the am config.
+    am = am_config(size, "personal16k")
+    _write_yaml(out / WORK_AM / "config.yaml", {**audio_config("personal16k"), **am})
+    (out / WORK_AM / "ckpt").mkdir(parents=True)
+    (out / WORK_AM / "ckpt" / f"checkpoint_{pretrained}.pth").write_bytes(
+        (voice_dir / "am" / "ckpt" / "checkpoint_0.pth").read_bytes())
+    _write_yaml(out / WORK_AUDIO_CONFIG, audio_config("personal16k"))
+    _write_voice_files(out / WORK_SPEAKER_EMBEDDING.parent, out / WORK_AM / "ckpt" / f"checkpoint_{tuned}.pth",
+                       None, am, None, True, seed * 1000 + 999, steps=tuned)
+    (out / "tmp_voc").mkdir()
+    return out
+
+
+def _write_voice_files(am_dir: Path, am_checkpoint: Path, voc_checkpoint: Path | None, am: dict, voc: dict | None,
+                       has_mask: bool, seed: int, steps: int = 0) -> None:
+    """A voice's checkpoints and, by its am config, se.npy (SE) and mvn.npy (NSF with mean_std) into am_dir."""
+    params = am["Model"]["KanTtsSAMBERT"]["params"]
+    embedding = None
+    if params.get("SE", False):
+        embedding = random_speaker_embedding(params["speaker_units"], seed)
+        am_dir.mkdir(parents=True, exist_ok=True)
+        np.save(am_dir / "se.npy", embedding)
+    if params.get("NSF", False) and params.get("nsf_norm_type", "mean_std") == "mean_std":
+        am_dir.mkdir(parents=True, exist_ok=True)
+        np.save(am_dir / "mvn.npy", np.array([[FIXTURE_F0_MEAN_STD[0]], [FIXTURE_F0_MEAN_STD[1]]], dtype=np.float64))
+    vocabulary = Vocabulary.from_am_config(am, has_mask)
+    # KAN-TTS's trainer saves {"model": ..., "optimizer": ..., "scheduler": ..., "steps": ...};
+    # the optimizer and scheduler states are left out to keep fixtures small.
+    save_checkpoint(am_checkpoint, random_am_state_dict(am, vocabulary, seed, embedding), steps)
+    if voc_checkpoint is not None:
+        save_checkpoint(voc_checkpoint, {"generator": random_generator_state_dict(voc, seed)}, steps)
 
 
 def save_checkpoint(path: Path, model: dict, steps: int = 0) -> None:
@@ -379,9 +518,26 @@ def save_checkpoint(path: Path, model: dict, steps: int = 0) -> None:
     torch.save({"model": model, "steps": steps}, path)
 
 
+def _empty_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        # Left-over checkpoints (a higher step) would be loaded instead of the new ones.
+        raise FileExistsError(f"{out} is not empty: give a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _write_json(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=4) + "\n", encoding="utf-8")
+
+
+def _write_resource_zip(path: Path) -> None:
+    """ModelScope unpacks resource.zip (ttsfrd's data) at load time; our front end needs none of it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("resource/README.txt", "fixture: a real download has ttsfrd's front-end data here\n")
+    path.write_bytes(buffer.getvalue())
 
 
 class _KanTtsYamlDumper(yaml.SafeDumper):
@@ -404,19 +560,27 @@ def main(argv: list[str] | None = None) -> None:
         description="Write a random-weight ModelScope sambert-hifigan model directory.",
     )
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--family", choices=list(FAMILIES), default="emo16k")
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noncausal-vocoder", action="store_true", help="use hifigan_noncausal_v1_16k's generator")
+    parser.add_argument("--speaker-list", help="linguistic_unit.speaker_list (default: the family's)")
+    parser.add_argument("--noncausal-vocoder", action="store_true", help="emo16k with hifigan_noncausal_v1_16k's generator")
     parser.add_argument("--no-mask", action="store_true", help="a legacy has_mask=false directory")
+    parser.add_argument("--work-dir", action="store_true",
+                        help="the work directory of a personal-voice fine-tuning run (personal16k) instead")
     args = parser.parse_args(argv)
     try:
-        out = make_model_dir(
-            args.out_dir, size=args.size, seed=args.seed,
-            causal_vocoder=not args.noncausal_vocoder, has_mask=not args.no_mask,
-        )
+        if args.work_dir:
+            out = make_work_dir(args.out_dir, size=args.size, seed=args.seed)
+        else:
+            out = make_model_dir(
+                args.out_dir, size=args.size, seed=args.seed, family=args.family, speaker_list=args.speaker_list,
+                causal_vocoder=not args.noncausal_vocoder, has_mask=not args.no_mask,
+            )
     except FileExistsError as e:
         parser.error(str(e))
-    print(f"wrote a {args.size} sambert-hifigan model directory to {out.resolve()}")
+    kind = "personal-voice work directory" if args.work_dir else f"{args.family} sambert-hifigan model directory"
+    print(f"wrote a {args.size} {kind} to {out.resolve()}")
 
 
 if __name__ == "__main__":

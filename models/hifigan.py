@@ -6,6 +6,11 @@ and parameter names follow KAN-TTS so its checkpoints load with `load_state_dict
 Each stage i: x = sin(x) + x, then the sum of a nearest-neighbour "repeat" upsampling branch and a
 transposed-conv branch (cut to the repeat branch's length), then the mean of the residual blocks.
 
+NSF variant (`nsf_params`): the input frames end with f0 in Hz and the 0/1 voicing (82 values for 80 mel
+bins). A source signal made from them (`serving.runtime.nsf.HarmonicSource`: a sine per harmonic plus
+noise) goes through `source_module` (1x1 conv + tanh) to an excitation, which each stage adds, brought
+down to the stage's rate by its `source_downs` conv: x = repeat + excitation_i + transposed.
+
 Causal variant: every conv sees only the past (zero left padding) and the transposed convs drop
 their right overhang, so a sample never depends on later frames. In a padded batch an item's valid
 samples are therefore unaffected by the padding that follows it.
@@ -16,11 +21,13 @@ see the padding instead of the zeros a single-item run sees, so only those tail 
 
 from math import ceil, prod
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.weight_norm import fold_weight_norm, legacy_weight_norm
+from serving.runtime.nsf import HarmonicSource, SourceNoise
 
 
 class VocoderConfigError(ValueError):
@@ -28,14 +35,17 @@ class VocoderConfigError(ValueError):
 
 
 class Conv1d(nn.Module):
-    """Weight-normalised 1-D conv with stride 1: left-padded if causal, else padded symmetrically."""
+    """Weight-normalised 1-D conv: left-padded by its span if causal, else padded `padding` on both sides
+    (default: half the span, which keeps the length at stride 1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, causal: bool):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, causal: bool,
+                 stride: int = 1, padding: int | None = None):
         super().__init__()
         span = (kernel_size - 1) * dilation
         self.left_pad = span if causal else 0
+        padding = 0 if causal else span // 2 if padding is None else padding
         self.conv1d = legacy_weight_norm(
-            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=0 if causal else span // 2)
+            nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, padding=padding)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,8 +86,20 @@ class ResidualBlock(nn.Module):
         return x
 
 
+class SourceModule(nn.Module):
+    """KAN-TTS's SourceModule without its signal generation (HarmonicSource): source [B, H+1, L] -> excitation [B, 1, L]."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.ffn = nn.Sequential(legacy_weight_norm(nn.Conv1d(channels, 1, 1)), nn.Tanh())
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        return self.ffn(source)
+
+
 class KanHifiGanGenerator(nn.Module):
-    """mel [B, in_channels, T] (the acoustic model's normalised mel) -> audio [B, 1, T * hop_length].
+    """frames [B, in_channels (+2 if NSF), T] (the acoustic model's normalised mel; NSF: then f0 in Hz and
+    the 0/1 voicing) -> audio [B, 1, T * hop_length].
 
     `bias` and `use_weight_norm` are accepted because KAN-TTS configs carry them; KAN-TTS itself
     ignores both (its convs always have a bias and weight norm), and so does this class.
@@ -138,13 +160,46 @@ class KanHifiGanGenerator(nn.Module):
             for block_kernel, dilations in zip(resblock_kernel_sizes, resblock_dilations):
                 self.conv_blocks.append(ResidualBlock(c_out, block_kernel, dilations, activation(), causal))
         self.conv_post = Conv1d(channels // 2 ** len(upsample_scales), out_channels, kernel_size, 1, causal)
+        self.nsf_harmonics = nsf_params["nb_harmonics"] if nsf_params else None
+        if nsf_params:
+            self.nsf_sample_rate = nsf_params["sampling_rate"]
+            self.source_module = SourceModule(self.nsf_harmonics + 1)
+            # Stage i adds the excitation at its own rate: strided down by the product of the later scales.
+            self.source_downs = nn.ModuleList()
+            for i in range(len(upsample_scales)):
+                down = prod(upsample_scales[i + 1 :])
+                c_out = channels // 2 ** (i + 1)
+                if down == 1:
+                    self.source_downs.append(Conv1d(1, c_out, 1, 1, causal=False))
+                else:
+                    self.source_downs.append(Conv1d(1, c_out, 2 * down, 1, causal, stride=down, padding=down // 2))
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    @property
+    def nsf(self) -> bool:
+        return self.nsf_harmonics is not None
+
+    def harmonic_source(self, noise: SourceNoise) -> HarmonicSource:
+        """A new utterance's source generator (NSF only)."""
+        return HarmonicSource(self.nsf_harmonics, self.nsf_sample_rate, self.hop_length, noise)
+
+    def forward(self, frames: torch.Tensor, noise: list[SourceNoise] | None = None) -> torch.Tensor:
+        """NSF: `noise` gives each item's random part (default: unseeded, as ModelScope draws it)."""
+        if not self.nsf:
+            return self.synthesize(frames)
+        noise = noise or [SourceNoise() for _ in range(len(frames))]
+        sources = [self.harmonic_source(n)(item[-2].numpy(), item[-1].numpy()) for item, n in zip(frames, noise)]
+        return self.synthesize(frames[:, :-2], torch.from_numpy(np.stack(sources)))
+
+    def synthesize(self, mel: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """mel [B, in_channels, T] (and for NSF the source [B, H+1, T * hop]) -> audio [B, 1, T * hop]."""
+        excitation = self.source_module(source) if self.nsf else None
         x = self.conv_pre(mel)
         blocks_per_stage = len(self.resblock_kernel_sizes)
         for i in range(len(self.upsample_scales)):
             x = torch.sin(x) + x
             repeated = self.repeat_upsamples[i](x)
+            if excitation is not None:
+                repeated = repeated + self.source_downs[i](excitation)
             transposed = self.transpose_upsamples[i](x)
             x = repeated + transposed[:, :, : repeated.shape[-1]]
             blocks = self.conv_blocks[i * blocks_per_stage : (i + 1) * blocks_per_stage]
@@ -184,8 +239,9 @@ def _check_params(
         raise VocoderConfigError(
             f"out_channels is {out_channels}: only single-band vocoders (out_channels 1) are supported, not PQMF multi-band"
         )
-    if nsf_params is not None:
-        raise VocoderConfigError("nsf_params is set: NSF vocoders (pitch/uv excitation inputs) are not supported")
+    if nsf_params is not None and not (isinstance(nsf_params, dict) and
+                                       {"nb_harmonics", "sampling_rate"} <= nsf_params.keys()):
+        raise VocoderConfigError("nsf_params must hold nb_harmonics and sampling_rate")
     if not repeat_upsample:
         raise VocoderConfigError("repeat_upsample is false: KAN-TTS's generator cannot run without it; remove the key")
     if len(upsample_scales) != len(upsample_kernal_sizes):

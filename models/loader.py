@@ -17,13 +17,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import numpy as np
+
 from models.hifigan import KanHifiGanGenerator, VocoderConfigError
 from models.model_dir import ModelDir, ModelDirError, Voice
 from models.sambert import KanTtsSambert, UnsupportedSambertConfig
 from serving.contract import AudioSettings
+from serving.limits import MAX_SENTENCE_TOKENS
 from serving.symbols import Vocabulary
 
-# The checkpoint tensor that holds each vocabulary stream's embedding table (rows = symbols).
+# The checkpoint tensor that holds each vocabulary stream's embedding table (rows = symbols); a personal
+# (SE) voice has no speaker table.
 EMBEDDING_TABLES = {
     "sy": "text_encoder.sy_emb.weight",
     "tone": "text_encoder.tone_emb.weight",
@@ -131,17 +135,19 @@ def load_voice(model_dir: str | Path | ModelDir, voice: str | None = None, trust
 
 
 def load_acoustic_model(spec: Voice, reader: CheckpointReader | None = None) -> KanTtsSambert:
-    """The voice's Sambert AM with its checkpoint loaded strictly, in eval mode."""
+    """The voice's Sambert AM with its checkpoint loaded strictly, in eval mode, its position table covering
+    serving.limits.MAX_SENTENCE_TOKENS phones (and an SE voice's speaker embedding from its se.npy)."""
     path = spec.am_checkpoint
     state = (reader or CheckpointReader()).read(path, ("model",))
     # Table sizes come from the checkpoint (legacy has_mask=false ones have a row fewer); a table the
     # checkpoint lacks falls back to the config's size and is then reported as a missing key.
     config_sizes = spec.vocabulary.sizes()
+    tables = embedding_tables(spec)
     sizes = {
         stream: state[key].shape[0] if _is_table(state.get(key)) else config_sizes[stream]
-        for stream, key in EMBEDDING_TABLES.items()
+        for stream, key in tables.items()
     }
-    config_path = spec.path / "am" / "config.yaml"
+    config_path = spec.paths.am_config
     try:
         am = KanTtsSambert(spec.am_params, sizes)
     except UnsupportedSambertConfig as e:
@@ -152,7 +158,27 @@ def load_acoustic_model(spec: Voice, reader: CheckpointReader | None = None) -> 
         ) from None
     load_strict(am, state, path, "KAN-TTS Sambert acoustic model")
     _check_vocabulary(spec, sizes, path)
+    if spec.speaker_embedding:
+        am.set_speaker_embedding(read_speaker_embedding(spec.paths.speaker_embedding, am.params["speaker_units"]))
+    am.extend_position_table(MAX_SENTENCE_TOKENS)
     return am.eval()
+
+
+def embedding_tables(spec: Voice) -> dict[str, str]:
+    """The embedding tables the voice's checkpoint holds, by vocabulary stream."""
+    return {stream: key for stream, key in EMBEDDING_TABLES.items() if not (stream == "speaker" and spec.speaker_embedding)}
+
+
+def read_speaker_embedding(path: Path, units: int) -> torch.Tensor:
+    """A personal voice's se.npy: one row of `units` numbers (ModelScope repeats it for every phone, as float32)."""
+    try:
+        embedding = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise ModelDirError(f"{path} is not a numpy array file ({e}): copy se.npy from the fine-tuning run again") from None
+    if embedding.shape != (1, units) or not np.issubdtype(embedding.dtype, np.floating):
+        raise ModelDirError(f"{path} holds {embedding.dtype} {list(embedding.shape)}, but the acoustic model takes a "
+                            f"float [1, {units}] speaker embedding (speaker_units): it is not this voice's se.npy")
+    return torch.from_numpy(embedding[0].astype(np.float32))
 
 
 def load_vocoder(spec: Voice, reader: CheckpointReader | None = None) -> KanHifiGanGenerator:
@@ -162,7 +188,7 @@ def load_vocoder(spec: Voice, reader: CheckpointReader | None = None) -> KanHifi
     try:
         vocoder = KanHifiGanGenerator(**spec.voc_params)
     except (VocoderConfigError, TypeError) as e:  # TypeError: a missing or unknown generator parameter
-        raise ModelDirError(f"{spec.path / 'voc' / 'config.yaml'}: {e}") from None
+        raise ModelDirError(f"{spec.paths.voc_config}: {e}") from None
     load_strict(vocoder, state, path, "KAN-TTS HiFi-GAN generator")
     vocoder.remove_weight_norm()
     return vocoder.eval()
@@ -221,17 +247,17 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path, n
 def _check_vocabulary(spec: Voice, sizes: dict[str, int], path: Path) -> None:
     """The checkpoint's tables must have exactly one row per symbol of the config's vocabulary."""
     config_sizes = spec.vocabulary.sizes()
-    differing = [s for s in EMBEDDING_TABLES if sizes[s] != config_sizes[s]]
+    differing = [s for s in sizes if sizes[s] != config_sizes[s]]
     if not differing:
         return
     detail = ", ".join(f"{s} {sizes[s]} rows vs {config_sizes[s]} symbols" for s in differing)
-    if all(sizes[s] == config_sizes[s] + (-1 if spec.has_mask else 1) for s in EMBEDDING_TABLES):
+    if all(sizes[s] == config_sizes[s] + (-1 if spec.has_mask else 1) for s in sizes):
         fix = (f"set model.am.linguistic_unit.has_mask to {str(not spec.has_mask).lower()} in "
                f"{spec.path.parent.parent / 'configuration.json'}")
     else:
         fix = "the checkpoint and am/config.yaml (linguistic_unit.speaker_list) must come from the same model"
     raise VocabularyMismatchError(
-        f"checkpoint {path} embedding tables do not fit the vocabulary of {spec.path / 'am' / 'config.yaml'} "
+        f"checkpoint {path} embedding tables do not fit the vocabulary of {spec.paths.am_config} "
         f"with has_mask={str(spec.has_mask).lower()} ({detail}): {fix}"
     )
 

@@ -3,6 +3,7 @@
 This is the ground truth the exported graphs are checked against. Every loop steps all items
 together; each item keeps its own phone count, durations, band width and number of decoder
 steps, and gets the same mel as when synthesised alone (which is what KAN-TTS computes).
+`vocode` takes a mel on to audio as ModelScope's Voice does (an NSF voice's f0 de-normalised first).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.loader import LoadedVoice
 from models.sambert import (
     KanTtsSambert,
     SambertInputError,
@@ -19,6 +21,7 @@ from models.sambert import (
     regulate_lengths,
     round_durations,
 )
+from serving.runtime.nsf import SourceNoise, denormalise
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,17 @@ def synthesize(
 def synthesize_mel(model: KanTtsSambert, ids, emotion, speaker, lengths, duration_scale=None) -> list[np.ndarray]:
     """Each item's mel [frames_i, num_mels], trimmed to its own length (see `synthesize`)."""
     return [item.mel for item in synthesize(model, ids, emotion, speaker, lengths, duration_scale)]
+
+
+def vocoder_input(voice: LoadedVoice, mel: np.ndarray) -> np.ndarray:
+    """The acoustic model's frames [frames, num_mels] -> what the vocoder takes: for an NSF voice the f0 in Hz
+    and the voicing 0 or 1 (ModelScope's am_forward and vocoder_forward)."""
+    return denormalise(mel, voice.voice.f0_norm) if voice.voice.nsf else mel
+
+
+@torch.no_grad()
+def vocode(voice: LoadedVoice, mel: np.ndarray, noise: SourceNoise | None = None) -> np.ndarray:
+    """One sentence's acoustic frames [frames, num_mels] -> float32 audio [frames * hop]. An NSF voice's random
+    source part comes from `noise` (default: unseeded, as ModelScope)."""
+    frames = torch.from_numpy(np.ascontiguousarray(vocoder_input(voice, mel).T[None]))
+    return voice.vocoder(frames, [noise] if noise else None)[0, 0].numpy()

@@ -12,6 +12,11 @@ regulation are the caller's (see `models/reference.py` for the complete procedur
     decoder_step      one PNCA decoder step (r frames) with a key/value cache (loop over steps)
     postnet           masked FSMN + LSTM postnet
 
+The families differ only in sizes: an NSF voice (`NSF: True`) has num_mels = mel bins + 2 (its frames
+end with the normalised f0 and the voicing, fed back to the decoder like the mel bins), and a personal
+voice (`SE: True`) has no speaker table: its speaker input is the voice's speaker embedding (se.npy),
+the same vector for every phone (`set_speaker_embedding`).
+
 Batching follows each item's own length everywhere: padded phones and frames are masked so that
 every item gets exactly what it gets when run alone, which is what KAN-TTS computes at batch 1.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +43,7 @@ ENCODER_FFN_KERNELS = (3, 1)
 DECODER_FFN_KERNELS = (1, 1)
 PROSODY_EMBEDDING_KERNEL = 9
 DURATION_LSTM_LAYERS = 2
-UNSUPPORTED_FEATURES = ("MAS", "FP", "NSF", "SE", "using_byte")
+UNSUPPORTED_FEATURES = ("MAS", "FP", "using_byte")
 
 
 class UnsupportedSambertConfig(ValueError):
@@ -80,12 +86,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.
     return torch.matmul(torch.softmax(logits, dim=-1), v)
 
 
-def sinusoid_table(n_positions: int, depth: int) -> torch.Tensor:
-    """KAN-TTS text position table [n_positions, depth]: positions 1..n, sin half then cos half."""
-    positions = torch.arange(1, n_positions + 1, dtype=torch.float64)[:, None]
-    rates = torch.pow(10000.0, torch.arange(depth // 2, dtype=torch.float64) / (depth / 2 - 1))
-    angles = positions / rates
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).float()
+def sinusoid_table(n_positions: int, depth: int, first: int = 0) -> torch.Tensor:
+    """Rows first..n_positions-1 of KAN-TTS's text position table [rows, depth]: position p = row + 1,
+    sin(p / 10000^(j / (depth/2 - 1))) for j < depth/2, then the cos of the same angles.
+
+    Computed as KAN-TTS's `get_sinusoid_encoding_table` computes it, in numpy float64 with the rate of
+    each dim from a scalar np.power, then rounded to float32, so every row is bit-equal to its table
+    (KAN-TTS regrows the table with this formula when a sentence is longer than max_len)."""
+    half = depth // 2
+    rates = np.array([np.power(10000, j / float(depth / 2 - 1)) for j in range(half)])
+    angles = np.arange(first + 1, n_positions + 1)[:, None] / rates[None, :]
+    table = np.zeros((len(angles), depth))
+    table[:, :half] = np.sin(angles)
+    table[:, half:] = np.cos(angles)
+    return torch.from_numpy(table.astype(np.float32))
 
 
 class Prenet(nn.Module):
@@ -150,9 +164,27 @@ class FftBlock(nn.Module):
 
 
 class TextPositionTable(nn.Module):
+    """The checkpoint's position table (max_len rows), and past it the rows KAN-TTS regrows the table with
+    (`extend`; not a checkpoint tensor)."""
+
     def __init__(self, max_len: int, depth: int):
         super().__init__()
         self.register_buffer("position_enc", sinusoid_table(max_len, depth)[None])
+        self.register_buffer("regrown", torch.zeros(1, 0, depth), persistent=False)
+
+    @property
+    def rows(self) -> int:
+        return self.position_enc.shape[1] + self.regrown.shape[1]
+
+    def extend(self, rows: int) -> None:
+        """Cover `rows` positions."""
+        if rows > self.rows:
+            more = sinusoid_table(rows, self.position_enc.shape[2], first=self.rows).to(self.regrown.device)
+            self.regrown = torch.cat([self.regrown, more[None]], dim=1)
+
+    def forward(self, length: int) -> torch.Tensor:
+        """The first `length` rows [1, length, depth]."""
+        return torch.cat([self.position_enc, self.regrown], dim=1)[:, :length]
 
 
 class LingEncoder(nn.Module):
@@ -169,7 +201,7 @@ class LingEncoder(nn.Module):
         self.position_enc = TextPositionTable(p["max_len"], d_emb)
 
     def forward(self, emb: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        x = emb * self.d_model**0.5 + self.position_enc.position_enc[:, : emb.shape[1]]
+        x = emb * self.d_model**0.5 + self.position_enc(emb.shape[1])
         for block in self.fft:
             x = block(x, pad)
         return self.ln(x)
@@ -414,47 +446,80 @@ class KanTtsSambert(nn.Module):
         asked = [name for name in UNSUPPORTED_FEATURES if params.get(name, False)]
         if asked:
             raise UnsupportedSambertConfig(
-                f"am config enables {', '.join(asked)}; only the zh-cn 16k Sambert voices are supported "
-                "(MAS, FP, NSF, SE and byte inputs must be off)"
+                f"am config enables {', '.join(asked)}; KAN-TTS's MAS, FP and byte-input Sambert variants "
+                "are not supported (no ModelScope Sambert-HifiGan model uses them)"
             )
-        missing = [s for s in STREAMS if s not in vocab_sizes]
+        streams = [s for s in STREAMS if not (s == "speaker" and params.get("SE", False))]
+        missing = [s for s in streams if s not in vocab_sizes]
         if missing:
             raise UnsupportedSambertConfig(f"vocabulary sizes missing for {', '.join(missing)}")
         self.params = dict(params)
         self.max_len = params["max_len"]
         self.r = params["outputs_per_step"]
         self.num_mels = params["num_mels"]
+        self.speaker_embedding_input = bool(params.get("SE", False))
         d_text = params["encoder_projection_units"]
         self.d_memory = d_text * self.r + params["speaker_units"] + params["emotion_units"]
 
         self.text_encoder = TextEncoder(params, vocab_sizes)
-        self.spk_tokenizer = nn.Embedding(vocab_sizes["speaker"], params["speaker_units"])
+        if self.speaker_embedding_input:
+            # Not a checkpoint tensor: the voice's se.npy, set by the loader.
+            self.register_buffer("speaker_embedding", torch.zeros(params["speaker_units"]), persistent=False)
+        else:
+            self.spk_tokenizer = nn.Embedding(vocab_sizes["speaker"], params["speaker_units"])
         self.emo_tokenizer = nn.Embedding(vocab_sizes["emotion"], params["emotion_units"])
         self.variance_adaptor = VarianceAdaptor(params)
         self.mel_decoder = MelDecoderContainer(params, self.d_memory)
         self.mel_postnet = PostNet(params)
 
+    # -- inputs --------------------------------------------------------------------------------
+
+    @property
+    def max_phones(self) -> int:
+        """The longest phone sequence the text position table covers."""
+        return self.text_encoder.ling_enc.position_enc.rows
+
+    def extend_position_table(self, phones: int) -> None:
+        """Cover sentences of up to `phones` phones: past max_len, with the rows KAN-TTS regrows its table with."""
+        self.text_encoder.ling_enc.position_enc.extend(phones)
+
+    def set_speaker_embedding(self, embedding: torch.Tensor) -> None:
+        """A personal (SE) voice's speaker embedding [speaker_units], the row of its se.npy."""
+        if not self.speaker_embedding_input:
+            raise UnsupportedSambertConfig("this voice has a speaker table (SE is off): it takes speaker ids")
+        if embedding.shape != self.speaker_embedding.shape:
+            raise SambertInputError(f"speaker embedding of shape {list(embedding.shape)}, expected "
+                                    f"{list(self.speaker_embedding.shape)} (speaker_units)")
+        self.speaker_embedding.copy_(embedding)
+
+    def speaker_hidden(self, speaker: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
+        """Speaker features [B,T,S] of phones of `shape` [B,T]: the speaker table's rows, or for an SE voice
+        its embedding on every phone (as ModelScope repeats se.npy per token; `speaker` is then unused)."""
+        if self.speaker_embedding_input:
+            return self.speaker_embedding.expand(*shape, -1)
+        return self.spk_tokenizer(speaker)
+
     # -- encoder -----------------------------------------------------------------------------
 
     def encode(
-        self, ids: torch.Tensor, emotion: torch.Tensor, speaker: torch.Tensor, lengths: torch.Tensor
+        self, ids: torch.Tensor, emotion: torch.Tensor, speaker: torch.Tensor | None, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         """Text encoder, pitch and energy predictors.
 
-        ids int64 [B,T,4] (sy, tone, syllable_flag, word_segment), emotion/speaker int64 [B,T],
-        lengths int64 [B]. Returns, in this order:
+        ids int64 [B,T,4] (sy, tone, syllable_flag, word_segment), emotion/speaker int64 [B,T]
+        (speaker: None for an SE voice), lengths int64 [B]. Returns, in this order:
           text_aug      [B,T,P]      encoder output + pitch and energy embeddings
           duration_cond [B,T,P+S+E]  per-phone conditioning of the duration predictor
           speaker_hid   [B,T,S]      emotion_hid [B,T,E]
           pitch, energy [B,T]        phone-level predictions (0 on padding)
         """
-        if ids.shape[1] > self.max_len:
+        if ids.shape[1] > self.max_phones:
             raise SambertInputError(
-                f"{ids.shape[1]} phones in one sentence; this voice takes at most {self.max_len} (max_len)"
+                f"{ids.shape[1]} phones in one sentence; this voice takes at most {self.max_phones}"
             )
         pad = padding_mask(lengths, ids.shape[1])
         text_hid = self.text_encoder(ids, pad)
-        speaker_hid = self.spk_tokenizer(speaker)
+        speaker_hid = self.speaker_hidden(speaker, ids.shape[:2])
         emotion_hid = self.emo_tokenizer(emotion)
         va = self.variance_adaptor
         predictor_in = torch.cat([text_hid, speaker_hid, emotion_hid], dim=-1)
@@ -655,7 +720,9 @@ def init_for_fixture(model: KanTtsSambert, seed: int, frames_per_phone: float = 
     Every learnt layer gets PyTorch's default init from `seed`, LayerNorms get a random gain and
     bias around (1, 0) so that padding leaks would show; the fixed position tables keep their
     formula values. The duration head is then centred on random text so that the model predicts
-    about `frames_per_phone` frames per phone on average, with a realistic spread.
+    about `frames_per_phone` frames per phone on average, with a realistic spread. An NSF model's
+    f0 and voicing outputs are then scaled into a voice's range (`_shape_nsf_outputs`). An SE model's
+    speaker embedding must be set before (it conditions the durations).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -679,14 +746,39 @@ def init_for_fixture(model: KanTtsSambert, seed: int, frames_per_phone: float = 
         for _ in range(FIXTURE_CALIBRATION_ROUNDS):
             mean = predict_log_durations(model, duration_cond, lengths).mean()
             fc.bias.add_(math.log1p(frames_per_phone) - mean)
+        if model.params.get("NSF", False):
+            _shape_nsf_outputs(model)
     model.train(was_training)
     return model
 
 
-def _random_text(model: KanTtsSambert, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random real-symbol ids (ids [B,T,4], emotion, speaker) for the model's vocabularies."""
+# An NSF model's last two outputs of a frame are the normalised f0 and the voicing (voiced at >= 0.6).
+# Random weights put both near 0 with a wide spread; these centre them where a voice has them (f0 about
+# 0.25: some 200 Hz under either f0 normalisation of the fixtures) with a spread that makes some frames
+# unvoiced, and make the postnet's correction of them small.
+FIXTURE_NSF_OUTPUT_GAIN = 0.3
+FIXTURE_NSF_F0_BIAS = 0.25
+FIXTURE_NSF_UV_BIAS = 0.6
+FIXTURE_NSF_POSTNET_GAIN = 0.1
+
+
+def _shape_nsf_outputs(model: KanTtsSambert) -> None:
+    n, r = model.num_mels, model.r
+    projection = model.mel_decoder.mel_dec.dec_out_proj
+    rows = [step * n + column for step in range(r) for column in (n - 2, n - 1)]
+    projection.weight[rows] *= FIXTURE_NSF_OUTPUT_GAIN
+    projection.bias[rows] = torch.tensor([FIXTURE_NSF_F0_BIAS, FIXTURE_NSF_UV_BIAS] * r)
+    postnet_fc = model.mel_postnet.fc
+    postnet_fc.weight[n - 2 :] *= FIXTURE_NSF_POSTNET_GAIN
+    postnet_fc.bias[n - 2 :] = 0.0
+
+
+def _random_text(model: KanTtsSambert, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Random real-symbol ids (ids [B,T,4], emotion, speaker; speaker None for an SE model)."""
     enc = model.text_encoder
-    tables = (enc.sy_emb, enc.tone_emb, enc.syllable_flag_emb, enc.ws_emb, model.emo_tokenizer, model.spk_tokenizer)
+    tables = [enc.sy_emb.num_embeddings, enc.tone_emb.num_embeddings, enc.syllable_flag_emb.num_embeddings,
+              enc.ws_emb.num_embeddings, model.emo_tokenizer.num_embeddings,
+              0 if model.speaker_embedding_input else model.spk_tokenizer.num_embeddings]
     # The last rows of every table are "_", "~" and possibly "@[MASK]", which text never holds.
-    ids = [torch.randint(0, max(table.num_embeddings - 3, 1), shape) for table in tables]
-    return torch.stack(ids[:4], dim=-1), ids[4], ids[5]
+    ids = [torch.randint(0, max(rows - 3, 1), shape) for rows in tables]
+    return torch.stack(ids[:4], dim=-1), ids[4], None if model.speaker_embedding_input else ids[5]

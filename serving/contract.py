@@ -147,6 +147,18 @@ class AudioSettings:
 
 
 @dataclass(frozen=True)
+class F0Norm:
+    """How an NSF voice's f0 output turns into Hz: f0 * scale + shift, computed in `dtype` (ModelScope's denorm_f0).
+
+    From the am config's nsf_norm_type: "mean_std" takes am/mvn.npy (row 0 the mean, row 1 the std; torch
+    promotes to its dtype), "global" the config's f0 range (scale max - min, shift min, in float32)."""
+
+    scale: float
+    shift: float
+    dtype: str  # "float32" or "float64"
+
+
+@dataclass(frozen=True)
 class VoiceSpec:
     speakers: list[str]
     has_mask: bool

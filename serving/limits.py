@@ -10,6 +10,10 @@ import math
 MAX_TEXT_CHARS = 2000          # characters of a `tts` request; longer texts get a clear error
 MAX_STREAM_TEXT_CHARS = 100_000  # a `tts_stream` request works sentence by sentence, so it may be longer
 MAX_SENTENCE_CHARS = 50        # the front end splits longer sentences at clause and word boundaries
+# Symbols (phones and breaks) of one sentence the acoustic model takes. The front end's sentences have at
+# most ~150; a longer one (IDS made elsewhere) is read as KAN-TTS reads it past its 800-row position table,
+# whose rows it regrows with the table's formula: the exported table is that long.
+MAX_SENTENCE_TOKENS = 1600
 MAX_BATCH_SIZE = 64            # rows (sentences) per execute of the steps, so also sentences per request
 SPEED_RANGE = (0.5, 2.0)       # SPEED scales phone durations by 1/SPEED
 SENTENCE_PAUSE_S = 0.25        # silence joined between sentences (KAN-TTS uses 0.28 s)

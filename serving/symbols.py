@@ -36,6 +36,9 @@ EMOTIONS = (
 
 PAD, EOS, MASK = "_", "~", "@[MASK]"
 STREAMS = ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
+# The speaker field of every symbol ttsfrd writes. ModelScope looks it up in the voice's speaker list
+# (the voice name only picks the directory), so this is the speaker a voice speaks with by default.
+DEFAULT_SPEAKER = "F7"
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ class Vocabulary:
 
     @classmethod
     def from_am_config(cls, am_config: dict, has_mask: bool = True) -> "Vocabulary":
-        """The vocabulary of a KAN-TTS am/config.yaml (its `linguistic_unit.speaker_list`)."""
-        speakers = [s.strip() for s in str(am_config["linguistic_unit"]["speaker_list"]).split(",")]
+        """The vocabulary of a KAN-TTS am/config.yaml (its `linguistic_unit.speaker_list`, split at commas
+        as KAN-TTS splits it: "M7, F7" names " F7", not "F7")."""
+        speakers = str(am_config["linguistic_unit"]["speaker_list"]).strip().split(",")
         return cls.build(speakers, has_mask)
 
     def sizes(self) -> dict[str, int]:
@@ -70,6 +74,11 @@ class Vocabulary:
     @property
     def speakers(self) -> list[str]:
         return [s for s in self.tables["speaker"] if s not in (PAD, EOS, MASK)]
+
+    @property
+    def default_speaker(self) -> str | None:
+        """DEFAULT_SPEAKER where the speaker list has it (else a request must name its speaker)."""
+        return DEFAULT_SPEAKER if DEFAULT_SPEAKER in self.speakers else None
 
     def encode(self, tokens: list[tuple[str, str, str, str, str, str]]) -> np.ndarray:
         """Ids of a token sequence, one row per token and one column per stream: int64 [T, 6].

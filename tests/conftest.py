@@ -10,7 +10,18 @@ from gateway_support import with_stream_model
 from deploy.launcher import TritonServer
 from deploy.repository import generate
 from gateway.launcher import GatewayProcess
-from models.fixtures import DEFAULT_VOICES, make_model_dir
+from models.fixtures import DEFAULT_VOICES, make_model_dir, make_work_dir
+
+# The tiny model directory of each family that tests/data/kantts/ holds KAN-TTS's and ModelScope's own outputs
+# for (its README says how they were recorded): the fixture maker's arguments.
+FAMILY_DIRS = {
+    "emo16k": dict(family="emo16k", seed=0),
+    "multisp24k": dict(family="multisp24k", seed=1, speaker_list="M7,xiaoyu,F7"),  # F7 is not the list's first
+    "nsf24k": dict(family="nsf24k", seed=0),
+    "nsf16k": dict(family="nsf16k", seed=0),
+    "personal16k": dict(family="personal16k", seed=0),
+    "workdir": None,  # the work directory of a personal-voice fine-tuning run, seed 0
+}
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +58,18 @@ def gateway_process(gateway_triton, tmp_path_factory: pytest.TempPathFactory):
     """A gateway with the default settings in front of gateway_triton."""
     with GatewayProcess(gateway_triton.grpc_url, tmp_path_factory.mktemp("gateway") / "gateway.log") as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory: pytest.TempPathFactory):
+    """family_dir(name) -> the tiny directory FAMILY_DIRS[name] describes, written on first use."""
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"family_{name}")
+            arguments = FAMILY_DIRS[name]
+            made[name] = make_work_dir(out, "tiny", seed=0) if arguments is None else make_model_dir(out, "tiny", **arguments)
+        return made[name]
+
+    return make

@@ -344,6 +344,6 @@ def test_unsupported_network_configs_name_the_config_file(tmp_path, tiny_model_d
     edit(voice_dir / "voc/config.yaml", "Generator", out_channels=4)  # a PQMF multi-band vocoder
     with pytest.raises(ModelDirError, match=rf"^{voice_dir / 'voc/config.yaml'}: out_channels is 4"):
         load_voice(model_dir)
-    edit(voice_dir / "am/config.yaml", "KanTtsSAMBERT", SE=True)  # a personal-TTS (speaker embedding) voice
-    with pytest.raises(ModelDirError, match=rf"^{voice_dir / 'am/config.yaml'}: am config enables SE"):
+    edit(voice_dir / "am/config.yaml", "KanTtsSAMBERT", FP=True)  # KAN-TTS's 8 kHz FP variant
+    with pytest.raises(ModelDirError, match=rf"^{voice_dir / 'am/config.yaml'}: am config enables FP"):
         load_voice(model_dir)

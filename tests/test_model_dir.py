@@ -69,13 +69,29 @@ def test_has_mask_false_directory_has_one_symbol_fewer_per_stream(tmp_path, tiny
     assert sizes == {stream: n - 1 for stream, n in REAL_SIZES_WITH_MASK.items()}
 
 
-def test_highest_step_wins_as_in_modelscope_scan_ckpt(tmp_path):
-    for name in ["checkpoint_0.pth", "checkpoint_5000.pth", "checkpoint_20000.pth", "checkpoint_900.pth",
-                 "checkpoint_30000.pth.bak",  # not .pth
-                 "model_40000.pth",  # not checkpoint*
-                 "checkpoint_.pth"]:  # 15 characters: skipped by length before its step is read
+# File names in a checkpoint folder -> the one ModelScope 1.40.2's Voice.scan_ckpt picks, found by running
+# that function (modelscope/models/audio/tts/voice.py) on folders of these empty files.
+SCAN_CKPT_PICKS = [
+    (["checkpoint_0.pth", "checkpoint_5000.pth", "checkpoint_20000.pth", "checkpoint_900.pth",
+      "checkpoint_30000.pth.bak",  # not .pth
+      "model_40000.pth",  # not checkpoint*
+      "checkpoint_.pth"],  # 15 characters: skipped by length before its step is read
+     "checkpoint_20000.pth"),
+    (["checkpoint_2400000.pth", "checkpoint_2400200.pth"], "checkpoint_2400200.pth"),
+    (["checkpoint_1.5.pth", "checkpoint_3.pth"], "checkpoint_3.pth"),  # the name is cut at its first "."
+    (["checkpoint_best_7.pth", "checkpoint_6.pth"], "checkpoint_best_7.pth"),  # the integer after the last "_"
+    (["checkpoint_+9.pth", "checkpoint_8.pth"], "checkpoint_+9.pth"),  # Python's int() takes a sign
+    (["checkpoint_0010.pth", "checkpoint_9.pth"], "checkpoint_0010.pth"),
+    (["checkpoint_1.pth", "checkpointX_99.pth"], "checkpointX_99.pth"),  # only the first 10 characters count
+    (["ckpt_1000000.pth", "checkpoint_5.pth"], "checkpoint_5.pth"),
+]
+
+
+@pytest.mark.parametrize("names, pick", SCAN_CKPT_PICKS)
+def test_checkpoint_choice_is_modelscopes_scan_ckpt(tmp_path, names, pick):
+    for name in names:
         (tmp_path / name).write_bytes(b"")
-    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint_20000.pth"
+    assert latest_checkpoint(tmp_path) == tmp_path / pick
 
 
 def test_unreadable_step_is_a_clear_error(tmp_path):
@@ -173,7 +189,15 @@ def test_model_dir_reads_without_torch(tiny_model_dir):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
-def test_other_languages_are_refused(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("language, family", [
+    ("Sichuan", "Sichuanese dialect (speech_sambert-hifigan_tts_chuangirl_Sichuan_16k)"),
+    ("ZhHK", "Cantonese"), ("WuuShanghai", "Shanghainese"), ("EnUS", "American English"),
+    ("Korean", "'Korean' language"),
+])
+def test_other_languages_name_the_family_and_what_is_missing(tmp_path, tiny_model_dir, language, family):
     model_dir = copy_dir(tiny_model_dir, tmp_path)
-    edit_yaml(model_dir / "voices/zhitian_emo/am/config.yaml", lambda c: c["linguistic_unit"].update(language="Sichuan"))
-    assert "linguistic_unit.language 'Sichuan'; only 'PinYin'" in error_of(model_dir)
+    edit_yaml(model_dir / "voices/zhitian_emo/am/config.yaml", lambda c: c["linguistic_unit"].update(language=language))
+    message = error_of(model_dir)
+    assert message.startswith(f"voice 'zhitian_emo' is a {family}")
+    assert f"linguistic_unit.language {language!r}); only Mandarin (PinYin) voices are supported" in message
+    assert message.endswith(f"the {language} phone set and a front end for it are missing")

@@ -179,7 +179,7 @@ def test_fixed_tables_follow_the_kan_tts_formulas(full_model):
     assert codes[1, 5].item() == pytest.approx(math.cos(3 / 10000 ** (4 / 32)), abs=1e-6)
 
 
-@pytest.mark.parametrize("feature", ["MAS", "FP", "NSF", "SE"])
+@pytest.mark.parametrize("feature", ["MAS", "FP", "using_byte"])
 def test_unsupported_features_are_refused(feature):
     with pytest.raises(UnsupportedSambertConfig, match=feature):
         KanTtsSambert({**PARAMS_TINY, feature: True}, VOCAB_SIZES)
@@ -373,3 +373,26 @@ def test_bad_inputs_are_refused(tiny_model, change, message):
 def test_sentence_longer_than_the_position_table_is_refused(tiny_model):
     with pytest.raises(SambertInputError, match="at most 64"):
         synthesize(tiny_model, *random_batch([65], seed=0))
+
+
+def test_extended_position_table_takes_longer_sentences_and_keeps_the_shorter_ones(tiny_model):
+    model = copy.deepcopy(tiny_model)
+    short = synthesize(model, *random_batch([40], seed=0))[0]
+    model.extend_position_table(70)
+    assert model.max_phones == 70 and model.state_dict().keys() == tiny_model.state_dict().keys()
+    np.testing.assert_array_equal(synthesize(model, *random_batch([40], seed=0))[0].mel, short.mel)
+    assert len(synthesize(model, *random_batch([70], seed=0))[0].frames_per_phone) == 70
+
+
+def test_speaker_embedding_voice_repeats_its_embedding_for_every_phone(tiny_model):
+    params = {**PARAMS_TINY, "SE": True, "speaker_units": 12}
+    model = KanTtsSambert(params, {k: v for k, v in VOCAB_SIZES.items() if k != "speaker"})
+    assert not hasattr(model, "spk_tokenizer") and "speaker_embedding" not in model.state_dict()
+    embedding = torch.randn(12)
+    model.set_speaker_embedding(embedding)
+    ids, emotion, speaker, lengths = random_batch([6, 4], seed=0)
+    with torch.no_grad():
+        speaker_hid = model.encode(torch.as_tensor(ids), torch.as_tensor(emotion), None, torch.as_tensor(lengths))[2]
+    assert speaker_hid.shape == (2, 6, 12) and torch.equal(speaker_hid, embedding.expand(2, 6, 12))
+    with pytest.raises(SambertInputError, match=r"speaker embedding of shape \[11\], expected \[12\]"):
+        model.set_speaker_embedding(torch.zeros(11))

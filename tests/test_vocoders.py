@@ -177,7 +177,8 @@ def test_kan_noncausal_padding_reaches_only_the_right_context(kan_noncausal):
 
 
 @pytest.mark.parametrize(
-    ("change", "word"), [({"out_channels": 4}, "out_channels"), ({"nsf_params": {"nb_harmonics": 7}}, "NSF")]
+    ("change", "word"), [({"out_channels": 4}, "out_channels"),
+                         ({"nsf_params": {"nb_harmonics": 7}}, "nsf_params must hold nb_harmonics and sampling_rate")]
 )
 def test_kan_unsupported_configs_are_refused(change, word):
     with pytest.raises(VocoderConfigError, match=word):
