@@ -82,6 +82,7 @@ class Tensor:
 TEXT = Tensor("TEXT", "TYPE_STRING", (1,), "UTF-8 text or SSML to read")
 VOICE = Tensor("VOICE", "TYPE_STRING", (1,), "a voice of the model directory (default: the first)")
 EMOTION = Tensor("EMOTION", "TYPE_STRING", (1,), "an emotion of the voice (default: neutral)")
+SPEAKER = Tensor("SPEAKER", "TYPE_STRING", (1,), "a speaker of a multi-speaker voice (default: F7, as ModelScope reads)")
 SPEED = Tensor("SPEED", "TYPE_FP32", (1,), "speaking rate, 1.0 is the model's own")
 IDS = Tensor("IDS", "TYPE_INT64", (-1, "streams"), "one sentence's symbol ids, one column per symbol stream")
 TOKENS = Tensor("TOKENS", "TYPE_INT32", (1,), "the sentence's token count (IDS rows past it are padding)")
@@ -107,7 +108,7 @@ class Model:
 
 # TEXT is required, but optional in the configs so that a request without it reaches the front end and
 # gets a clear error (otherwise the ensemble waits for it and reports a scheduling deadlock).
-REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED)
+REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED, SPEAKER)
 FRONTEND = Model("frontend", REQUEST_INPUTS, (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), REQUEST_INPUTS)
 ACOUSTIC = Model("acoustic", (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), (MEL, FRAMES))  # PAUSE: the audio bound
 VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))

@@ -30,20 +30,24 @@ CATALOGUE = {
     "default_voice": "zhitian_emo",
     "sample_rate": 16000,
     "voices": {
-        "zhitian_emo": {"emotions": ["neutral", "happy", "angry"], "default_emotion": "neutral"},
-        "zhiyan_emo": {"emotions": ["neutral", "sad"], "default_emotion": "neutral"},
+        "zhitian_emo": {"emotions": ["neutral", "happy", "angry"], "default_emotion": "neutral",
+                        "speakers": ["F7"], "default_speaker": "F7"},
+        "zhiyan_emo": {"emotions": ["neutral", "sad"], "default_emotion": "neutral",
+                       "speakers": ["M7", "F7"], "default_speaker": "F7"},
     },
 }
 PROTOCOLS = ["grpc", "http"]
 
 
-def stand_in_audio(catalogue: dict, text: str, voice: str, emotion: str, speed: float) -> np.ndarray:
+def stand_in_audio(catalogue: dict, text: str, voice: str, emotion: str, speed: float, speaker: str) -> np.ndarray:
     """What the stand-in `tts` answers (its source is copied into the model): a tone that depends on every input."""
     voices = list(catalogue["voices"])
     emotions = catalogue["voices"][voice]["emotions"]
+    speakers = catalogue["voices"][voice]["speakers"]
     sample_rate = catalogue["sample_rate"]
     n = int(round(len(text) * 0.02 * sample_rate / speed))
-    frequency = 100.0 * (1 + voices.index(voice)) + 20.0 * emotions.index(emotion) + sum(map(ord, text)) % 97
+    frequency = (100.0 * (1 + voices.index(voice)) + 20.0 * emotions.index(emotion) + 7.0 * speakers.index(speaker)
+                 + sum(map(ord, text)) % 97)
     t = np.arange(n) / sample_rate
     return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
 
@@ -92,7 +96,11 @@ class TritonPythonModel:
             return invalid(f"voice '{{voice}}' has no emotion '{{emotion}}'")
         if not 0.5 <= speed <= 2.0:
             return invalid(f"SPEED {{speed:g}} is out of range: use 0.5 to 2.0")
-        audio = stand_in_audio(self.catalogue, text, voice, emotion, speed)
+        speaker = value("SPEAKER")
+        speaker = self.catalogue["voices"][voice]["default_speaker"] if speaker is None else speaker.decode("utf-8")
+        if speaker not in self.catalogue["voices"][voice]["speakers"]:
+            return invalid(f"voice '{{voice}}' has no speaker '{{speaker}}'")
+        audio = stand_in_audio(self.catalogue, text, voice, emotion, speed, speaker)
         return pb_utils.InferenceResponse([
             pb_utils.Tensor("AUDIO", audio[None, :]),
             pb_utils.Tensor("SAMPLE_RATE", np.array([[self.catalogue["sample_rate"]]], dtype=np.int32)),
@@ -107,7 +115,8 @@ input [
   {{ name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] }},
   {{ name: "VOICE" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
   {{ name: "EMOTION" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
-  {{ name: "SPEED" data_type: TYPE_FP32 dims: [ 1 ] optional: true }}
+  {{ name: "SPEED" data_type: TYPE_FP32 dims: [ 1 ] optional: true }},
+  {{ name: "SPEAKER" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
 ]
 output [
   {{ name: "AUDIO" data_type: TYPE_FP32 dims: [ -1 ] }},
@@ -177,10 +186,12 @@ def url_of(server: TritonServer, protocol: str) -> str:
     return server.grpc_url if protocol == "grpc" else server.http_url
 
 
-def expected(text: str, voice: str | None = None, emotion: str | None = None, speed: float = 1.0) -> np.ndarray:
+def expected(text: str, voice: str | None = None, emotion: str | None = None, speed: float = 1.0,
+             speaker: str | None = None) -> np.ndarray:
     voice = voice or CATALOGUE["default_voice"]
     emotion = emotion or CATALOGUE["voices"][voice]["default_emotion"]
-    return stand_in_audio(CATALOGUE, text, voice, emotion, float(np.float32(speed)))
+    speaker = speaker or CATALOGUE["voices"][voice]["default_speaker"]
+    return stand_in_audio(CATALOGUE, text, voice, emotion, float(np.float32(speed)), speaker)
 
 
 def requests_received(repository: Path) -> int:
@@ -240,12 +251,12 @@ def test_synthesize_returns_the_servers_audio(server, protocol):
     with TTSClient(url_of(server, protocol), protocol) as client:
         assert client.is_ready()
         default = client.synthesize("今天天气很好。")
-        chosen = client.synthesize("Hello, 世界", voice="zhiyan_emo", emotion="sad", speed=1.5)
+        chosen = client.synthesize("Hello, 世界", voice="zhiyan_emo", emotion="sad", speed=1.5, speaker="M7")
 
     assert default.audio.dtype == np.float32 and chosen.audio.dtype == np.float32
     assert default.audio.flags.writeable
     np.testing.assert_allclose(default.audio, expected("今天天气很好。"), atol=1e-7)
-    np.testing.assert_allclose(chosen.audio, expected("Hello, 世界", "zhiyan_emo", "sad", 1.5), atol=1e-7)
+    np.testing.assert_allclose(chosen.audio, expected("Hello, 世界", "zhiyan_emo", "sad", 1.5, "M7"), atol=1e-7)
     assert default.sample_rate == chosen.sample_rate == CATALOGUE["sample_rate"]
     assert default.duration_s == pytest.approx(len(expected("今天天气很好。")) / CATALOGUE["sample_rate"])
 
@@ -405,7 +416,8 @@ def test_cli_reads_the_text_from_stdin(server, tmp_path, dash):
 def test_cli_lists_voices_and_emotions(server):
     done = run_cli("--list-voices", "--protocol", "http", "--url", server.http_url)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["zhitian_emo (default): neutral, happy, angry", "zhiyan_emo: neutral, sad"]
+    assert done.stdout.splitlines() == ["zhitian_emo (default): neutral, happy, angry; speakers F7",
+                                        "zhiyan_emo: neutral, sad; speakers M7, F7"]
 
 
 @pytest.mark.server

@@ -175,11 +175,23 @@ def test_unknown_emotion_lists_the_available_ones(front_end):
         front_end("你好。", emotion="joy")
 
 
-def test_speaker_field_is_the_voices_first_speaker():
-    front_end = FrontEnd(Vocabulary.build(["zhitian_emo", "zhiyan_emo"]))
+def test_speaker_is_f7_looked_up_in_the_list_as_modelscope_does_or_the_one_asked_for():
+    front_end = FrontEnd(Vocabulary.build(["M7", "xiaoyu", "F7"]))
     sentence = front_end("你好。")[0]
-    assert all(s.endswith("$zhitian_emo}") for s in sentence.symbols)
-    assert set(sentence.ids[:, STREAMS.index("speaker")].tolist()) == {0}
+    assert all(s.endswith("$F7}") for s in sentence.symbols)
+    assert set(sentence.ids[:, STREAMS.index("speaker")].tolist()) == {2}
+    chosen = front_end("你好。", speaker="xiaoyu")[0]
+    assert set(chosen.ids[:, STREAMS.index("speaker")].tolist()) == {1}
+    assert front_end.speakers() == ["M7", "xiaoyu", "F7"]
+    with pytest.raises(FrontEndError, match="unknown speaker 'F74': use one of M7, xiaoyu, F7"):
+        front_end("你好。", speaker="F74")
+
+
+def test_a_voice_without_f7_needs_its_speaker_named():
+    front_end = FrontEnd(Vocabulary.build(["zhitian_emo", "zhiyan_emo"]))
+    with pytest.raises(FrontEndError, match="no default speaker .*lacks F7.*name one of those"):
+        front_end("你好。")
+    assert all(s.endswith("$zhiyan_emo}") for s in front_end("你好。", speaker="zhiyan_emo")[0].symbols)
 
 
 # --- robustness ------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
 from serving.steps import RequestError
 from serving.steps.frontend import FrontendStep
 from serving.steps.join import join_sentences
+from serving.symbols import STREAMS
 
 VOICE = VoiceSpec(speakers=["F7"], has_mask=True, outputs_per_step=3, max_len=800)
+MULTI_SPEAKER = VoiceSpec(speakers=["M7", "xiaoyu", "F7"], has_mask=True, outputs_per_step=3, max_len=800)
 
 
 def text_request(text: bytes | None = None, **optional) -> dict:
@@ -38,7 +40,8 @@ def text_request(text: bytes | None = None, **optional) -> dict:
 
 @pytest.fixture(scope="module")
 def step() -> FrontendStep:
-    config = ExportConfig(default_voice="zhitian_emo", audio=AUDIO_16K, voices={"zhiyan_emo": VOICE, "zhitian_emo": VOICE})
+    config = ExportConfig(default_voice="zhitian_emo", audio=AUDIO_16K,
+                          voices={"zhiyan_emo": VOICE, "zhitian_emo": VOICE, "multi": MULTI_SPEAKER})
     return FrontendStep(config)
 
 
@@ -58,6 +61,13 @@ def test_voice_and_speed(step):
     assert rows["DURATION_SCALE"][0, 0] == pytest.approx(0.5)
 
 
+def test_speaker_of_a_multi_speaker_voice(step):
+    default, chosen = step.process([text_request("你好。".encode(), voice=b"multi"),
+                                    text_request("你好。".encode(), voice=b"multi", speaker=b"M7")])
+    assert set(default[IDS.name][0, :, STREAMS.index("speaker")].tolist()) == {2}  # F7, as ModelScope reads
+    assert set(chosen[IDS.name][0, :, STREAMS.index("speaker")].tolist()) == {0}
+
+
 @pytest.mark.parametrize("request_tensors,message", [
     (text_request(b"\xff\xfe"), "not valid UTF-8"),
     (text_request(), "TEXT input is missing"),
@@ -65,6 +75,7 @@ def test_voice_and_speed(step):
     (text_request("你好".encode(), speed=3.0), "SPEED 3.0 is out of range"),
     (text_request("你好".encode(), speed=float("nan")), "out of range"),
     (text_request("你好".encode(), emotion=b"furious"), "unknown emotion"),
+    (text_request("你好".encode(), speaker=b"M7"), "unknown speaker 'M7': use one of F7"),
     (text_request(b"  "), "empty"),
     (text_request("好。".encode() * (MAX_BATCH_SIZE + 1)), f"at most {MAX_BATCH_SIZE} fit one request"),
     ({TEXT.name: np.array([[b"a"], [b"b"]], dtype=object)}, "exactly one value per request"),
@@ -79,8 +90,10 @@ def test_each_user_error_answers_its_own_request(step, request_tensors, message)
 def test_catalog_lists_voices_default_first(step):
     catalog = step.catalog()
     assert catalog["default_voice"] == "zhitian_emo" and catalog["sample_rate"] == 16000
-    assert list(catalog["voices"]) == ["zhitian_emo", "zhiyan_emo"]
+    assert list(catalog["voices"]) == ["zhitian_emo", "zhiyan_emo", "multi"]
     assert "happy" in catalog["voices"]["zhitian_emo"]["emotions"]
+    assert catalog["voices"]["multi"]["speakers"] == ["M7", "xiaoyu", "F7"]
+    assert catalog["voices"]["multi"]["default_speaker"] == "F7"
 
 
 def test_join_trims_each_sentence_and_inserts_pauses():

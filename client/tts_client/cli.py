@@ -38,12 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--voice", help="voice name (default: the server's default; see --list-voices)")
     parser.add_argument("--emotion", help="emotion of the voice (default: the voice's default)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default: 1.0)")
+    parser.add_argument("--speaker", help="a speaker of a multi-speaker voice (default: the voice's; see --list-voices)")
     parser.add_argument("--protocol", choices=sorted(DEFAULT_URLS), default="grpc", help="default: grpc")
     parser.add_argument("--url", help="server host:port (default: localhost:8001 for grpc, localhost:8000 for http)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the audio (default: 120)")
     parser.add_argument("--retries", type=int, default=3,
                         help="extra tries while the server cannot be reached (default: 3)")
-    parser.add_argument("--list-voices", action="store_true", help="print the voices and their emotions, then exit")
+    parser.add_argument("--list-voices", action="store_true",
+                        help="print the voices, their emotions and speakers, then exit")
     return parser
 
 
@@ -61,10 +63,10 @@ def read_text(args: argparse.Namespace) -> str:
 
 
 def list_voices(client: TTSClient) -> None:
-    default = client.default_voice
+    default, speakers = client.default_voice, client.speakers()
     for name, emotions in client.voices().items():
         marker = " (default)" if name == default else ""
-        print(f"{name}{marker}: {', '.join(emotions)}")
+        print(f"{name}{marker}: {', '.join(emotions)}; speakers {', '.join(speakers[name])}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> None:
             list_voices(client)
             return
         start = time.perf_counter()
-        synthesis = client.synthesize(text, voice=args.voice, emotion=args.emotion, speed=args.speed)
+        synthesis = client.synthesize(text, voice=args.voice, emotion=args.emotion, speed=args.speed,
+                                      speaker=args.speaker)
         latency_s = time.perf_counter() - start
         synthesis.to_wav(args.output)
     print(f"wrote {args.output}: {synthesis.duration_s:.2f} s of audio at {synthesis.sample_rate} Hz "

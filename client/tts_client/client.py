@@ -96,9 +96,10 @@ class TTSClient:
             self._transport = _HttpTransport(url, timeout_s)
 
     def synthesize(self, text: str, voice: str | None = None, emotion: str | None = None,
-                   speed: float = 1.0) -> Synthesis:
-        """Speak `text`. Voice, emotion and speed are checked by the server (see voices())."""
-        for name, value in (("text", text), ("voice", voice), ("emotion", emotion)):
+                   speed: float = 1.0, speaker: str | None = None) -> Synthesis:
+        """Speak `text`. Voice, emotion, speed and speaker (of a multi-speaker voice) are checked by the server
+        (see voices() and speakers())."""
+        for name, value in (("text", text), ("voice", voice), ("emotion", emotion), ("speaker", speaker)):
             if value is not None and not isinstance(value, str):
                 raise TTSError(f"{name} must be a str, got {type(value).__name__}")
         if not isinstance(speed, numbers.Real) or isinstance(speed, bool):
@@ -109,6 +110,8 @@ class TTSClient:
             inputs.append(_bytes_input(module, "VOICE", voice))
         if emotion is not None:
             inputs.append(_bytes_input(module, "EMOTION", emotion))
+        if speaker is not None:
+            inputs.append(_bytes_input(module, "SPEAKER", speaker))
         speed_input = module.InferInput("SPEED", [1, 1], "FP32")
         speed_input.set_data_from_numpy(np.array([[speed]], dtype=np.float32))
         inputs.append(speed_input)
@@ -125,6 +128,10 @@ class TTSClient:
     def voices(self) -> dict[str, list[str]]:
         """Voice name -> the emotions it can speak with."""
         return {name: list(voice["emotions"]) for name, voice in self._catalogue()["voices"].items()}
+
+    def speakers(self) -> dict[str, list[str]]:
+        """Voice name -> the speakers it can speak as (one but for the multi-speaker voices)."""
+        return {name: list(voice["speakers"]) for name, voice in self._catalogue()["voices"].items()}
 
     @property
     def default_voice(self) -> str:

@@ -14,7 +14,7 @@ from serving.frontend.sentences import split_sentences
 from serving.frontend.ssml import Piece, Span, is_ssml, parse_ssml
 from serving.frontend.tokens import to_tokens, token_string
 from serving.limits import MAX_SENTENCE_CHARS, MAX_TEXT_CHARS, SENTENCE_PAUSE_S
-from serving.symbols import STREAMS, Vocabulary
+from serving.symbols import DEFAULT_SPEAKER, STREAMS, Vocabulary
 
 DEFAULT_EMOTION = "neutral"
 _EMOTION_PREFIX = "emotion_"
@@ -34,6 +34,9 @@ class Sentence:
 class FrontEnd:
     """The text front end of one voice.
 
+    Every token carries the speaker: DEFAULT_SPEAKER (ttsfrd's F7), looked up in the voice's speaker list
+    as ModelScope does, or another speaker of a multi-speaker voice's list when a request names one.
+
     max_sentence_chars: longest sentence (in normalised characters) sent to the acoustic model;
     the default, serving.limits.MAX_SENTENCE_CHARS, keeps a sentence far below the model's
     800-position table (about 2.7 tokens per character). max_text_chars bounds a request
@@ -46,7 +49,6 @@ class FrontEnd:
         self.vocabulary = vocabulary
         self.max_sentence_chars = max_sentence_chars
         self.max_text_chars = max_text_chars
-        self.speaker = vocabulary.speakers[0]  # ttsfrd's F7, as KAN-TTS substitutes it
         self._emotions = [
             e[len(_EMOTION_PREFIX):] for e in vocabulary.tables["emotion"]
             if e.startswith(_EMOTION_PREFIX) and e != "emotion_none" and "placeholder" not in e
@@ -58,7 +60,12 @@ class FrontEnd:
         """Emotions a request may ask for, as plain names (neutral, happy, ...)."""
         return list(self._emotions)
 
-    def __call__(self, text: str, emotion: str | None = None) -> list[Sentence]:
+    def speakers(self) -> list[str]:
+        """Speakers a request may ask for (the voice's speaker list)."""
+        return self.vocabulary.speakers
+
+    def __call__(self, text: str, emotion: str | None = None, speaker: str | None = None) -> list[Sentence]:
+        speaker = self._speaker_symbol(speaker)
         if not text or not text.strip():
             raise FrontEndError("the text is empty: send the Chinese text to read")
         if self.max_text_chars is not None and len(text) > self.max_text_chars:
@@ -71,7 +78,7 @@ class FrontEnd:
             pieces = [Piece([Span(_clean(text), None)])]
         sentences: list[Sentence] = []
         for piece in pieces:
-            found = self._piece_sentences(piece, default_emotion)
+            found = self._piece_sentences(piece, default_emotion, speaker)
             sentences += found
             if piece.pause_after is not None and sentences:
                 if found:
@@ -85,6 +92,17 @@ class FrontEnd:
             sentences[-1].pause_after = 0.0  # nothing follows the last sentence
         return sentences
 
+    def _speaker_symbol(self, name: str | None) -> str:
+        speakers = self.vocabulary.speakers
+        if name is None:
+            if self.vocabulary.default_speaker is None:
+                raise FrontEndError(f"this voice has no default speaker (its speaker list {', '.join(speakers)} lacks "
+                                    f"{DEFAULT_SPEAKER}, the speaker ModelScope reads): name one of those")
+            return self.vocabulary.default_speaker
+        if name not in speakers:
+            raise FrontEndError(f"unknown speaker {name!r}: use one of {', '.join(speakers)}")
+        return name
+
     def _emotion_symbol(self, name: str) -> str:
         key = name.strip().lower()
         key = key[len(_EMOTION_PREFIX):] if key.startswith(_EMOTION_PREFIX) else key
@@ -92,7 +110,7 @@ class FrontEnd:
             raise FrontEndError(f"unknown emotion {name!r}: use one of {', '.join(self._emotions)}")
         return _EMOTION_PREFIX + key
 
-    def _piece_sentences(self, piece: Piece, default_emotion: str) -> list[Sentence]:
+    def _piece_sentences(self, piece: Piece, default_emotion: str, speaker: str) -> list[Sentence]:
         """Sentences of a piece of text, with the emotion and pinyin overrides of its spans."""
         chars: list[str] = []
         emotions: list[str] = []
@@ -113,7 +131,7 @@ class FrontEnd:
             words = prosodic_words(sentence_text, sentence_overrides)
             if not words:
                 continue
-            tokens = to_tokens(words, sentence_emotions, self.speaker)
+            tokens = to_tokens(words, sentence_emotions, speaker)
             ids = self.vocabulary.encode(tokens)
             if ids.shape != (len(tokens), len(STREAMS)):  # KAN-TTS would silently drop unknown phones
                 raise RuntimeError(f"symbol streams of {sentence_text!r} differ in length: {ids.shape}")

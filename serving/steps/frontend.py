@@ -12,6 +12,7 @@ from serving.contract import (
     FRONTEND,
     IDS,
     PAUSE,
+    SPEAKER,
     SPEED,
     TEXT,
     TOKENS,
@@ -60,7 +61,8 @@ class FrontendStep:
         return {
             "default_voice": self.config.default_voice,
             "sample_rate": self.config.audio.sample_rate,
-            "voices": {name: {"emotions": fe.emotions(), "default_emotion": DEFAULT_EMOTION}
+            "voices": {name: {"emotions": fe.emotions(), "default_emotion": DEFAULT_EMOTION,
+                              "speakers": fe.speakers(), "default_speaker": fe.vocabulary.default_speaker}
                        for name, fe in self.frontends.items()},
         }
 
@@ -79,6 +81,7 @@ class FrontendStep:
             raise RequestError("the TEXT input is missing: send the text to read as TEXT (BYTES, shape [1, 1])")
         voice = decode_utf8(scalar(request, VOICE.name), VOICE.name) or self.config.default_voice
         emotion = decode_utf8(scalar(request, EMOTION.name), EMOTION.name) or None
+        speaker = decode_utf8(scalar(request, SPEAKER.name), SPEAKER.name) or None
         if voice not in self.frontends:
             raise RequestError(f"unknown VOICE {voice!r}; available: {', '.join(self.voice_names)}")
         speed = scalar(request, SPEED.name)
@@ -86,7 +89,7 @@ class FrontendStep:
         if not (math.isfinite(speed) and SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
             raise RequestError(f"SPEED {speed} is out of range: use {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (1.0 is normal)")
         try:
-            sentences = self.frontends[voice](text, emotion)
+            sentences = self.frontends[voice](text, emotion, speaker)
         except FrontEndError as e:
             raise RequestError(str(e)) from None
         if len(sentences) > MAX_BATCH_SIZE:
