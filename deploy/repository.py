@@ -76,6 +76,7 @@ class TargetSettings:
     providers: list[str]
     intra_op_threads: int
     models: dict[str, ModelSettings]
+    noise_seed: int | None = None  # NSF voices: the seed of requests without SEED (None: unseeded, as ModelScope)
 
     @classmethod
     def read(cls, target: str) -> "TargetSettings":
@@ -83,7 +84,7 @@ class TargetSettings:
             raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
         return cls(data["providers"], data["intra_op_threads"],
-                   {name: ModelSettings(**values) for name, values in data["models"].items()})
+                   {name: ModelSettings(**values) for name, values in data["models"].items()}, data.get("noise_seed"))
 
 
 def pbtxt_string(text: str) -> str:
@@ -134,11 +135,15 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     runtime_options = {"providers": ",".join(settings.providers), "intra_op_threads": str(settings.intra_op_threads)}
     max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
-                  warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
+                  warmup_frames=WARMUP_FRAMES, **config.sizes())
     if target == "gpu":
         engine = read_engine_metadata(export_dir, voices)
         runtime = TENSORRT
         values["engine_max_batch_size"] = engine["max_batch_size"]
+        # An NSF engine's second input (its contract: ExportConfig.vocoder_engine).
+        values["source_input"] = "".join(
+            f', {{ name: "{t.name}" data_type: {t.dtype} dims: [ {", ".join(str(values.get(d, d)) for d in t.dims)} ] }}'
+            for t in config.vocoder_engine.inputs[1:])
         max_frames = min(max_frames, engine["max_frames"])  # a sentence the engine cannot take is refused earlier
         vocoder = {**runtime_options, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
     else:
@@ -148,7 +153,9 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
         vocoder = {**runtime_options, "runtime": runtime}
-    parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
+    noise_seed = "" if settings.noise_seed is None else str(settings.noise_seed)
+    parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False),
+                                         "noise_seed": noise_seed},
                   ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
                   VOCODER.name: vocoder}
 

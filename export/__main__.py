@@ -28,10 +28,11 @@ from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
 from export.vocoder_bf16 import CHECK_SENTENCES, bf16_check, export_vocoder_bf16
 from models.loader import CheckpointError, LoadedVoice, load_voice
 from models.model_dir import ModelDir, ModelDirError, Voice
-from models.reference import synthesize
-from serving.contract import VOCODER_BF16, VOCODER_ONNX, ExportConfig, VoiceSpec
+from models.reference import synthesize, vocode
+from serving.contract import VOCODER_BF16, VOCODER_ONNX, ExportConfig, NsfSpec, VoiceSpec
 from serving.frontend import FrontEnd
 from serving.runtime.acoustic import AcousticRuntime
+from serving.runtime.nsf import SourceNoise, vocoder_input
 from serving.runtime.vocoder import VocoderRuntime
 
 PARITY_SENTENCE = "欢迎使用语音合成服务，今天天气很好。"
@@ -57,6 +58,10 @@ def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]
     for name in names or []:
         model_dir.voice(name)  # an unknown voice fails here, before any work
     voices = [model_dir.voice(name) for name in model_dir.voice_names if not names or name in names]
+    sources = {v.voc_params["nsf_params"]["nb_harmonics"] if v.nsf else 0 for v in voices}
+    if len(sources) > 1:
+        raise ExportError("the voices are not all NSF voices of one source size (nsf_params.nb_harmonics): export them "
+                          "into separate directories with --voice")
     if len({v.audio for v in voices}) > 1:
         detail = ", ".join(
             f"{v.name}: {v.audio.sample_rate} Hz, hop {v.audio.hop_length}, {v.audio.n_mels} mels" for v in voices
@@ -75,30 +80,41 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
     for path in loaded.trusted_checkpoints:
         progress(f"{voice.name}: {path} holds pickled Python objects; loaded in full as --trust-checkpoint asks")
     voice_dir = out / voice.name
-    export_acoustic(loaded.am, voice_dir, log=lambda line: progress(f"{voice.name}: {line}"))
+    export_acoustic(loaded.am, voice_dir, loaded.vocabulary.sizes(), log=lambda line: progress(f"{voice.name}: {line}"))
     vocoder_path = voice_dir / VOCODER_ONNX
     export_vocoder(loaded.vocoder, vocoder_path, kan_vocoder_meta(loaded.vocoder), log=lambda _: None)
     progress(f"{voice.name}: {VOCODER_ONNX}: checked")
     frontend, acoustic = FrontEnd(loaded.vocabulary), AcousticRuntime(voice_dir)
     check_parity(loaded, voice_dir, frontend, acoustic, progress)
-    if bf16_vocoder:
+    if bf16_vocoder and voice.nsf:
+        progress(f"{voice.name}: no BF16 CPU vocoder (it takes no NSF source): the CPU serves this voice in FP32")
+    elif bf16_vocoder:
         export_bf16_vocoder(loaded, voice_dir, frontend, acoustic, progress)
+    return voice_spec(loaded)
+
+
+def voice_spec(loaded: LoadedVoice) -> VoiceSpec:
+    """What the server needs to know of a voice besides its graphs."""
+    nsf = None
+    if loaded.voice.nsf:
+        nsf = NsfSpec(loaded.voice.f0_norm, loaded.vocoder.nsf_harmonics, loaded.vocoder.nsf_sample_rate)
     return VoiceSpec(
         speakers=loaded.vocabulary.speakers,
-        has_mask=voice.has_mask,
+        has_mask=loaded.voice.has_mask,
         outputs_per_step=loaded.am.r,
-        max_len=loaded.am.max_len,
+        max_len=loaded.am.max_phones,
         trusted_checkpoints=[str(path) for path in loaded.trusted_checkpoints],
+        nsf=nsf,
     )
 
 
 @torch.no_grad()
 def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
                  progress: Progress) -> None:
-    """ONNX Runtime (acoustic graphs + vocoder) against PyTorch on PARITY_SENTENCE."""
+    """ONNX Runtime against PyTorch on PARITY_SENTENCE: the acoustic graphs, then the vocoder given the same frames
+    (an NSF vocoder with its noise off: its noise is random)."""
     ids = frontend(PARITY_SENTENCE)[0].ids
     (mel,) = acoustic.synthesize([ids], [1.0])
-    (audio,) = VocoderRuntime(voice_dir / VOCODER_ONNX).vocode([mel])
     batch = torch.from_numpy(ids)[None]
     (expected,) = synthesize(loaded.am, batch[..., :4], batch[..., 4], batch[..., 5], [len(ids)])
     if mel.shape != expected.mel.shape:
@@ -106,7 +122,12 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acous
             f"{loaded.name}: ONNX Runtime gives {len(mel)} mel frames, PyTorch {len(expected.mel)}: the exported "
             "acoustic graphs do not match the model"
         )
-    expected_audio = loaded.vocoder(torch.from_numpy(expected.mel.T[None]))[0, 0].numpy()
+    spec = voice_spec(loaded)
+    frames, source = expected.mel, None
+    if spec.nsf:
+        frames, source = vocoder_input(expected.mel, spec.nsf, loaded.audio.hop_length, SourceNoise(enabled=False))
+    (audio,) = VocoderRuntime(voice_dir / VOCODER_ONNX).vocode([frames], None if source is None else [source])
+    expected_audio = vocode(loaded, expected.mel, SourceNoise(enabled=False))
     mel_diff = float(np.abs(mel - expected.mel).max())
     audio_diff = float(np.abs(audio - expected_audio).max())
     progress(

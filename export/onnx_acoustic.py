@@ -13,8 +13,10 @@ regulation on the host:
 
 Every batch and time axis is dynamic; graphs are traced with the legacy exporter at opset 17 (TensorRT
 10 parses it) from example inputs whose sizes appear nowhere else, and `check_graph` verifies what the
-runtime relies on. The numbers the runtime needs that no input shape carries (max_len, r, the
-vocabulary sizes) are stored as metadata_props of the graph they belong to.
+runtime relies on. The numbers the runtime needs that no input shape carries (the position table's
+length, r, the vocabulary sizes) are stored as metadata_props of the graph they belong to.
+
+A personal (SE) voice's encoder has no speaker input: its speaker embedding is a constant of the graph.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Graph:
 
 def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
     """The five graphs of `model`, with its dimensions."""
+    speaker = {} if model.speaker_embedding_input else {"speaker": ("batch", "phones")}
     p = model.params
     d_text = p["encoder_projection_units"]
     d_speaker, d_emotion = p["speaker_units"], p["emotion_units"]
@@ -90,12 +93,7 @@ def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
         Graph(
             ENCODER,
             "encode",
-            inputs={
-                "ids": ("batch", "phones", 4),
-                "emotion": ("batch", "phones"),
-                "speaker": ("batch", "phones"),
-                "lengths": ("batch",),
-            },
+            inputs={"ids": ("batch", "phones", 4), "emotion": ("batch", "phones"), **speaker, "lengths": ("batch",)},
             outputs={
                 "text_aug": ("batch", "phones", d_text),
                 "duration_cond": ("batch", "phones", d_cond),
@@ -155,6 +153,9 @@ class GraphModule(nn.Module):
         self.n_outputs = len(graph.outputs)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.method == "encode" and self.model.speaker_embedding_input:
+            ids, emotion, lengths = inputs
+            inputs = (ids, emotion, None, lengths)
         out = getattr(self.model, self.method)(*inputs)
         return (out,) if isinstance(out, torch.Tensor) else tuple(out[: self.n_outputs])
 
@@ -162,6 +163,7 @@ class GraphModule(nn.Module):
 def example_inputs(
     model: KanTtsSambert,
     graph: Graph,
+    vocabulary_sizes: dict[str, int],
     batch: int = EXAMPLE_BATCH,
     phones: int = EXAMPLE_PHONES,
     steps: int = EXAMPLE_STEPS,
@@ -179,7 +181,7 @@ def example_inputs(
 
     phone_lengths = item_lengths(phones)
     frame_lengths = item_lengths(steps * model.r)
-    vocabulary = dict(zip(STREAMS, _vocabulary_sizes(model)))
+    vocabulary = vocabulary_sizes
     special = {
         "lengths": phone_lengths,
         "frame_lengths": frame_lengths,
@@ -204,23 +206,18 @@ def example_inputs(
     return tuple(tensors)
 
 
-def _vocabulary_sizes(model: KanTtsSambert) -> list[int]:
-    enc = model.text_encoder
-    tables = (enc.sy_emb, enc.tone_emb, enc.syllable_flag_emb, enc.ws_emb, model.emo_tokenizer, model.spk_tokenizer)
-    return [t.num_embeddings for t in tables]
-
-
-def graph_metadata(model: KanTtsSambert, graph: Graph) -> dict[str, str]:
+def graph_metadata(model: KanTtsSambert, graph: Graph, vocabulary_sizes: dict[str, int]) -> dict[str, str]:
     if graph.file == ENCODER:
-        sizes = dict(zip(STREAMS, _vocabulary_sizes(model)))
-        return {META_MAX_LEN: str(model.max_len), META_VOCABULARY_SIZES: json.dumps(sizes)}
+        sizes = {stream: vocabulary_sizes[stream] for stream in STREAMS}
+        return {META_MAX_LEN: str(model.max_phones), META_VOCABULARY_SIZES: json.dumps(sizes)}
     if graph.file == DECODER_STEP:
         return {META_OUTPUTS_PER_STEP: str(model.r)}
     return {}
 
 
-def export_graph(model: KanTtsSambert, graph: Graph, path: Path) -> Path:
-    """Trace one graph to `path`, store its metadata and check it."""
+def export_graph(model: KanTtsSambert, graph: Graph, path: Path, vocabulary_sizes: dict[str, int]) -> Path:
+    """Trace one graph to `path`, store its metadata and check it. vocabulary_sizes: the voice's rows per
+    stream (Vocabulary.sizes(): the tables' rows, and an SE voice's speaker symbols, which no table has)."""
     # eval() on the wrapper too: the exporter puts the wrapper (and so the model) back in the mode it found.
     module = GraphModule(model, graph).eval()
     with torch.no_grad(), warnings.catch_warnings():
@@ -229,7 +226,7 @@ def export_graph(model: KanTtsSambert, graph: Graph, path: Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            example_inputs(model, graph),
+            example_inputs(model, graph, vocabulary_sizes),
             str(path),
             dynamo=False,
             opset_version=OPSET,
@@ -239,19 +236,19 @@ def export_graph(model: KanTtsSambert, graph: Graph, path: Path) -> Path:
             do_constant_folding=True,
         )
     proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, graph_metadata(model, graph))
+    onnx.helper.set_model_props(proto, graph_metadata(model, graph, vocabulary_sizes))
     onnx.save(proto, str(path))
     check_graph(path, graph)
     return path
 
 
-def export_acoustic(model: KanTtsSambert, out_dir: str | Path, log=print) -> list[Path]:
+def export_acoustic(model: KanTtsSambert, out_dir: str | Path, vocabulary_sizes: dict[str, int], log=print) -> list[Path]:
     """Write the five acoustic graphs of `model` into `out_dir` (created if needed); returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for graph in acoustic_graphs(model):
-        paths.append(export_graph(model, graph, out_dir / graph.file))
+        paths.append(export_graph(model, graph, out_dir / graph.file, vocabulary_sizes))
         log(f"{graph.file}: {len(onnx.load(str(paths[-1]), load_external_data=False).graph.node)} nodes, checked")
     return paths
 

@@ -1,5 +1,9 @@
 """Export a HiFi-GAN vocoder (weight norm folded) to ONNX: MEL [batch, n_mels, frames] -> WAV [batch, 1, frames*hop].
 
+An NSF vocoder's graph takes its source as a second input, SOURCE [batch, harmonics + 1, frames*hop]: the
+phase that source carries adds up every earlier sample's f0 in float64 (serving.runtime.nsf makes it), which
+no engine precision could redo, so the graph starts at the source module's 1x1 conv.
+
     python -m export.onnx_vocoder MODEL_DIR --out DIR [--voice NAME ...] [--verify]
 
 writes DIR/<voice>/vocoder.onnx for each voice (all voices by default). Steps:
@@ -31,13 +35,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.fp16_check import random_mels
 from serving.contract import (
-    MEL,
     META_ACTIVATION_PER_FRAME,
     META_HOP,
     META_N_MELS,
     META_RIGHT_CONTEXT,
+    META_SOURCE_CHANNELS,
+    SOURCE,
+    VOCODER_MEL,
     VOCODER_ONNX,
     WAV,
 )
@@ -53,15 +58,40 @@ class VocoderMeta:
     n_mels: int
     hop_length: int
     right_context_frames: int  # 0 for a causal vocoder
+    source_channels: int = 0  # an NSF vocoder's SOURCE input: harmonics + 1
 
     def as_props(self) -> dict[str, str]:
         return {META_N_MELS: str(self.n_mels), META_HOP: str(self.hop_length),
-                META_RIGHT_CONTEXT: str(self.right_context_frames)}
+                META_RIGHT_CONTEXT: str(self.right_context_frames), META_SOURCE_CHANNELS: str(self.source_channels)}
+
+    def example(self, batch: int, frames: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """Random graph inputs: MEL, and an NSF vocoder's SOURCE."""
+        mel = torch.randn(batch, self.n_mels, frames, generator=generator)
+        if not self.source_channels:
+            return (mel,)
+        return mel, 0.1 * torch.randn(batch, self.source_channels, frames * self.hop_length, generator=generator)
 
 
 def kan_vocoder_meta(vocoder) -> VocoderMeta:
     """The metadata of an `models.hifigan.KanHifiGanGenerator`."""
-    return VocoderMeta(vocoder.in_channels, vocoder.hop_length, vocoder.right_context_frames())
+    return VocoderMeta(vocoder.in_channels, vocoder.hop_length, vocoder.right_context_frames(),
+                       vocoder.nsf_harmonics + 1 if vocoder.nsf else 0)
+
+
+class GraphInputs(nn.Module):
+    """A KAN-TTS generator with the graph's inputs: MEL, and an NSF vocoder's SOURCE (its `synthesize`)."""
+
+    def __init__(self, vocoder: nn.Module):
+        super().__init__()
+        self.vocoder = vocoder
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.vocoder.synthesize(*inputs)
+
+
+def graph_module(vocoder: nn.Module, meta: VocoderMeta) -> nn.Module:
+    """What the graph runs: an NSF generator from its source on (other vocoders take the mel as their input)."""
+    return GraphInputs(vocoder) if meta.source_channels else vocoder
 
 
 @torch.no_grad()
@@ -80,7 +110,7 @@ def measure_right_context_frames(vocoder: nn.Module, n_mels: int, hop_length: in
 
 
 @torch.no_grad()
-def widest_activation_per_frame(vocoder: nn.Module, n_mels: int, frames: int = 16) -> int:
+def widest_activation_per_frame(vocoder: nn.Module, meta: VocoderMeta, frames: int = 16) -> int:
     """The values per mel frame of the vocoder's widest intermediate tensor (what sizes an engine's activations)."""
     widest = [0]
 
@@ -88,9 +118,10 @@ def widest_activation_per_frame(vocoder: nn.Module, n_mels: int, frames: int = 1
         if isinstance(output, torch.Tensor):
             widest[0] = max(widest[0], output[0].numel())
 
-    hooks = [module.register_forward_hook(record) for module in vocoder.modules()]
+    module = graph_module(vocoder, meta)
+    hooks = [layer.register_forward_hook(record) for layer in module.modules()]
     try:
-        vocoder(torch.zeros(1, n_mels, frames))
+        module(*(torch.zeros_like(x) for x in meta.example(1, frames)))
     finally:
         for hook in hooks:
             hook.remove()
@@ -104,21 +135,24 @@ def export_vocoder(vocoder: nn.Module, path: str | Path, meta: VocoderMeta, log=
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # An odd batch and length, so that no size can pass for a constant in the trace.
-    example = torch.randn(3, meta.n_mels, 37)
+    example = meta.example(3, 37)
+    inputs = [VOCODER_MEL.name] + ([SOURCE.name] if meta.source_channels else [])
+    axes = {VOCODER_MEL.name: {0: "batch", 2: "frames"}, SOURCE.name: {0: "batch", 2: "samples"},
+            WAV.name: {0: "batch", 2: "samples"}}
     with tempfile.TemporaryDirectory() as tmp:
         traced = Path(tmp) / "traced.onnx"
         log(f"[onnx_vocoder] tracing to ONNX opset {OPSET} (dynamic batch and frames)")
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
             torch.onnx.export(
-                vocoder.eval(), (example,), str(traced), input_names=[MEL.name], output_names=[WAV.name],
-                dynamic_axes={MEL.name: {0: "batch", 2: "frames"}, WAV.name: {0: "batch", 2: "samples"}},
+                graph_module(vocoder, meta).eval(), example, str(traced), input_names=inputs, output_names=[WAV.name],
+                dynamic_axes={name: axes[name] for name in inputs + [WAV.name]},
                 opset_version=OPSET, do_constant_folding=True, dynamo=False,
             )
         log("[onnx_vocoder] folding constants (ONNX Runtime basic optimisations)")
         model = _fold_constants(traced, Path(tmp) / "folded.onnx")
     onnx.helper.set_model_props(model, {**meta.as_props(), META_ACTIVATION_PER_FRAME: str(
-        widest_activation_per_frame(vocoder, meta.n_mels))})
+        widest_activation_per_frame(vocoder, meta))})
     model.producer_name = "sambert-triton export.onnx_vocoder"
     onnx.save(model, str(path))
     log("[onnx_vocoder] checking the model (onnx.checker full check, strict shape inference)")
@@ -146,8 +180,12 @@ def check_vocoder_onnx(path: str | Path) -> onnx.ModelProto:
     """Run the ONNX checker and strict shape inference, and check the I/O names, types and ranks."""
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
-    (mel,), (audio,) = model.graph.input, model.graph.output
-    for value, name, rank in ((mel, MEL.name, 3), (audio, WAV.name, 3)):
+    props = {p.key: p.value for p in model.metadata_props}
+    expected = [VOCODER_MEL.name] + ([SOURCE.name] if int(props.get(META_SOURCE_CHANNELS, 0)) else [])
+    if [value.name for value in model.graph.input] != expected or len(model.graph.output) != 1:
+        raise ValueError(f"{path}: expected the inputs {expected} and one output, found "
+                         f"{[value.name for value in model.graph.input]}")
+    for value, name, rank in (*zip(model.graph.input, expected, (3, 3)), (model.graph.output[0], WAV.name, 3)):
         tensor = value.type.tensor_type
         if value.name != name or tensor.elem_type != onnx.TensorProto.FLOAT or len(tensor.shape.dim) != rank:
             raise ValueError(f"{path}: expected a float32 rank-{rank} tensor {name!r}, found {value.name!r}")
@@ -156,25 +194,31 @@ def check_vocoder_onnx(path: str | Path) -> onnx.ModelProto:
 
 @torch.no_grad()
 def verify(vocoder: nn.Module, path: Path, frames: list[int], sample_rate: int, log=print) -> float:
-    """Max abs difference between ONNX Runtime (one padded batch) and PyTorch (item by item); prints both RTFs."""
+    """Max abs difference between ONNX Runtime and PyTorch, item by item (an NSF vocoder with random sources);
+    prints both RTFs."""
     runtime = VocoderRuntime(path)
-    mels = random_mels(runtime.n_mels, frames)
-    runtime.vocode(mels[:1])  # warm-up: first calls allocate and pick kernels
-    vocoder(torch.from_numpy(mels[0].T[None]))
+    meta = kan_vocoder_meta(vocoder)
+    module = graph_module(vocoder, meta)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [meta.example(1, n, generator) for n in frames]
+    mels = [x[0][0].T.numpy() for x in inputs]
+    sources = [x[1][0].numpy() for x in inputs] if meta.source_channels else None
+    runtime.vocode(mels[:1], sources[:1] if sources else None)  # warm-up: first calls allocate and pick kernels
+    module(*inputs[0])
     start = time.perf_counter()
-    onnx_audio = runtime.vocode(mels)
+    onnx_audio = runtime.vocode(mels, sources)
     onnx_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    torch_audio = [vocoder(torch.from_numpy(m.T[None]))[0, 0].numpy() for m in mels]
+    torch_audio = [module(*x)[0, 0].numpy() for x in inputs]
     torch_seconds = time.perf_counter() - start
     diff = max(float(np.abs(a - b).max()) for a, b in zip(onnx_audio, torch_audio))
     audio_seconds = sum(frames) * runtime.hop_length / sample_rate
     log(f"[onnx_vocoder] parity over {len(frames)} items ({sum(frames)} frames): max abs diff {diff:.2e}; real-time "
-        f"factor ONNX Runtime batched {onnx_seconds / audio_seconds:.3f}, torch item by item {torch_seconds / audio_seconds:.3f}")
+        f"factor ONNX Runtime {onnx_seconds / audio_seconds:.3f}, torch {torch_seconds / audio_seconds:.3f}")
     return diff
 
 
-VERIFY_FRAMES = [160, 97, 43, 120]  # unequal lengths, so the batch is padded
+VERIFY_FRAMES = [160, 97, 43, 120]  # unequal lengths
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         vocoder = load_vocoder(spec)
         path = export_vocoder(vocoder, args.out / voice / VOCODER_ONNX, kan_vocoder_meta(vocoder))
         if args.verify:
-            verify(vocoder, path, VERIFY_FRAMES, spec.audio.sampling_rate)
+            verify(vocoder, path, VERIFY_FRAMES, spec.audio.sample_rate)
 
 
 if __name__ == "__main__":

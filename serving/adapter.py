@@ -10,7 +10,7 @@ import json
 import traceback
 from pathlib import Path
 
-from serving.contract import MEL, VOCODER_ENGINE, WAV, ExportConfig
+from serving.contract import SOURCE, VOCODER_ENGINE, VOCODER_MEL, WAV, ExportConfig
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder_engine import EngineCall
 from serving.steps import RequestError, Step
@@ -27,6 +27,11 @@ class ModelArgs:
     @property
     def export_config(self) -> ExportConfig:
         return ExportConfig.read(self.files)
+
+    def noise_seed(self) -> int | None:
+        """The deployment's seed of NSF noise ("": none, each request draws its own)."""
+        value = self.parameters.get("noise_seed", "")
+        return int(value) if value else None
 
     def runtime_options(self) -> RuntimeOptions:
         return RuntimeOptions(tuple(self.parameters["providers"].split(",")), int(self.parameters["intra_op_threads"]))
@@ -66,8 +71,9 @@ def engine_call(pb_utils, args: ModelArgs) -> EngineCall | None:
     if "engine_max_batch_size" not in args.parameters:
         return None
 
-    def infer(mel):
-        request = pb_utils.InferenceRequest(model_name=VOCODER_ENGINE.name, inputs=[pb_utils.Tensor(MEL.name, mel)],
+    def infer(mel, source):
+        inputs = [pb_utils.Tensor(VOCODER_MEL.name, mel)] + ([] if source is None else [pb_utils.Tensor(SOURCE.name, source)])
+        request = pb_utils.InferenceRequest(model_name=VOCODER_ENGINE.name, inputs=inputs,
                                             requested_output_names=[WAV.name])
         response = request.exec()
         if response.has_error():

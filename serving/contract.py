@@ -5,7 +5,7 @@ from it, what the Triton models exchange, and what the in-process pipeline runs:
 
     <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
     <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
-    <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] -> WAV [batch, 1, samples]
+    <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] (NSF: and SOURCE) -> WAV [batch, 1, samples]
     <export dir>/<voice>/vocoder.bf16.pt2      the BF16 CPU vocoder and its quality record (optional)
     <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
     <export dir>/<voice>/vocoder.plan          the TensorRT engine and vocoder.plan.json, its metadata (GPU hosts)
@@ -25,7 +25,7 @@ from serving.symbols import STREAMS, Vocabulary
 # -- the export directory ------------------------------------------------------------------------
 
 EXPORT_CONFIG_FILE = "export.json"
-FORMAT_VERSION = 2  # 2: one audio settings type, upper-case vocoder tensors
+FORMAT_VERSION = 3  # 3: NSF and personal voices, the regrown position table; 2: one audio settings type
 
 # The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
 ENCODER = "encoder.onnx"
@@ -61,6 +61,7 @@ META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder s
 META_HOP = "hop_length"  # vocoder: samples per mel frame
 META_N_MELS = "n_mels"  # vocoder: mel bins
 META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
+META_SOURCE_CHANNELS = "source_channels"  # vocoder: an NSF vocoder's SOURCE channels (harmonics + 1); 0 without
 META_ACTIVATION_PER_FRAME = "activation_values_per_frame"  # vocoder: its widest tensor, in values per mel frame
 
 # -- Triton tensors ------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ META_ACTIVATION_PER_FRAME = "activation_values_per_frame"  # vocoder: its widest
 class Tensor:
     """A Triton tensor: its config data type and its dims per request row (after the batch axis).
 
-    In dims, -1 is a length that varies and a str names a size of the export ("streams", "n_mels").
+    In dims, -1 is a length that varies and a str names a size of the export (ExportConfig.sizes()).
     """
 
     name: str
@@ -84,12 +85,18 @@ VOICE = Tensor("VOICE", "TYPE_STRING", (1,), "a voice of the model directory (de
 EMOTION = Tensor("EMOTION", "TYPE_STRING", (1,), "an emotion of the voice (default: neutral)")
 SPEAKER = Tensor("SPEAKER", "TYPE_STRING", (1,), "a speaker of a multi-speaker voice (default: F7, as ModelScope reads)")
 SPEED = Tensor("SPEED", "TYPE_FP32", (1,), "speaking rate, 1.0 is the model's own")
+SEED = Tensor("SEED", "TYPE_INT64", (1,), "fixes an NSF voice's random excitation (default: the deployment's seed, else none)")
 IDS = Tensor("IDS", "TYPE_INT64", (-1, "streams"), "one sentence's symbol ids, one column per symbol stream")
 TOKENS = Tensor("TOKENS", "TYPE_INT32", (1,), "the sentence's token count (IDS rows past it are padding)")
 VOICE_INDEX = Tensor("VOICE_INDEX", "TYPE_INT32", (1,), "the voice's position in ExportConfig.voice_names()")
 DURATION_SCALE = Tensor("DURATION_SCALE", "TYPE_FP32", (1,), "multiplies the predicted phone durations (1 / SPEED)")
 PAUSE = Tensor("PAUSE", "TYPE_FP32", (1,), "seconds of silence after the sentence")
-MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "the sentence's mel spectrogram (frames past FRAMES are padding)")
+NOISE_SEED = Tensor("NOISE_SEED", "TYPE_INT64", (1,), "the seed of the sentence's NSF noise (serving.runtime.nsf.sentence_seed)")
+MEL = Tensor("MEL", "TYPE_FP32", ("frame_values", -1),
+             "the sentence's acoustic frames: mel bins, for an NSF voice then f0 and voicing (frames past FRAMES are padding)")
+# The vocoder graph's (and engine's) own inputs: mel bins only, and an NSF vocoder's source (serving.runtime.nsf).
+VOCODER_MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "mel bins of the frames to vocode")
+SOURCE = Tensor("SOURCE", "TYPE_FP32", ("source_channels", -1), "an NSF vocoder's source, [harmonics + 1, frames * hop]")
 FRAMES = Tensor("FRAMES", "TYPE_INT32", (1,), "the sentence's mel frame count")
 WAV = Tensor("WAV", "TYPE_FP32", (1, -1), "the sentence's waveform (samples past FRAMES x hop are padding)")
 AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "the whole text's FP32 PCM in [-1, 1], sentences joined with pauses")
@@ -108,20 +115,22 @@ class Model:
 
 # TEXT is required, but optional in the configs so that a request without it reaches the front end and
 # gets a clear error (otherwise the ensemble waits for it and reports a scheduling deadlock).
-REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED, SPEAKER)
-FRONTEND = Model("frontend", REQUEST_INPUTS, (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), REQUEST_INPUTS)
+REQUEST_INPUTS = (TEXT, VOICE, EMOTION, SPEED, SPEAKER, SEED)
+FRONTEND = Model("frontend", REQUEST_INPUTS, (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE, NOISE_SEED), REQUEST_INPUTS)
 ACOUSTIC = Model("acoustic", (IDS, TOKENS, VOICE_INDEX, DURATION_SCALE, PAUSE), (MEL, FRAMES))  # PAUSE: the audio bound
-VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))
+VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX, NOISE_SEED), (WAV,))
 JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
 
-# Clients read the voice catalogue (voices, their emotions, the default voice, the sample rate) as a JSON
+# Clients read the voice catalogue (voices, their emotions and speakers, the default voice, the sample rate) as a JSON
 # string parameter of the front end's config.
 CATALOGUE_MODEL, CATALOGUE_PARAMETER = FRONTEND, "voices"
 
-# On a GPU host the vocoder model hands each batch to the TensorRT engine, its own Triton model.
-VOCODER_ENGINE = Model("vocoder_engine", (MEL,), (WAV,))
+# On a GPU host the vocoder model hands each batch to the TensorRT engine, its own Triton model (an NSF
+# vocoder's engine also takes the source the vocoder model makes).
+VOCODER_ENGINE = Model("vocoder_engine", (VOCODER_MEL,), (WAV,))
+NSF_VOCODER_ENGINE = Model("vocoder_engine", (VOCODER_MEL, SOURCE), (WAV,))
 
 # -- export.json ---------------------------------------------------------------------------------
 
@@ -142,10 +151,6 @@ class AudioSettings:
     fmin: float
     fmax: float
 
-    def sizes(self) -> dict[str, int]:
-        """The named sizes that Tensor dims refer to."""
-        return {"n_mels": self.n_mels, "streams": len(STREAMS)}
-
 
 @dataclass(frozen=True)
 class F0Norm:
@@ -160,15 +165,36 @@ class F0Norm:
 
 
 @dataclass(frozen=True)
+class NsfSpec:
+    """An NSF voice: how its f0 turns into Hz, and the source its vocoder takes (KAN-TTS nsf_params)."""
+
+    f0_norm: F0Norm
+    harmonics: int  # nb_harmonics: the source has harmonics + 1 channels
+    sample_rate: int  # the rate the source's phase advances at
+
+    @property
+    def source_channels(self) -> int:
+        return self.harmonics + 1
+
+
+@dataclass(frozen=True)
 class VoiceSpec:
     speakers: list[str]
     has_mask: bool
     outputs_per_step: int  # decoder frames per step (r)
     max_len: int  # longest phone sequence the position table covers
     trusted_checkpoints: list[str] = field(default_factory=list)  # loaded in full, with --trust-checkpoint
+    nsf: NsfSpec | None = None  # an NSF voice's f0 and source
 
     def vocabulary(self) -> Vocabulary:
         return Vocabulary.build(self.speakers, self.has_mask)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "VoiceSpec":
+        nsf = data.get("nsf")
+        if nsf is not None:
+            nsf = NsfSpec(**{**nsf, "f0_norm": F0Norm(**nsf["f0_norm"])})
+        return cls(**{**data, "nsf": nsf})
 
 
 @dataclass(frozen=True)
@@ -185,6 +211,22 @@ class ExportConfig:
     def voice_names(self) -> list[str]:
         """Voice names with the default first; a voice's index in this list is its VOICE_INDEX."""
         return [self.default_voice] + [v for v in self.voices if v != self.default_voice]
+
+    @property
+    def nsf(self) -> bool:
+        """NSF voices (an export's voices are all NSF or none, with one source size)."""
+        return any(spec.nsf for spec in self.voices.values())
+
+    def sizes(self) -> dict[str, int]:
+        """The named sizes that Tensor dims refer to."""
+        source = next((spec.nsf.source_channels for spec in self.voices.values() if spec.nsf), 0)
+        return {"n_mels": self.audio.n_mels, "frame_values": self.audio.n_mels + (2 if source else 0),
+                "streams": len(STREAMS), "source_channels": source}
+
+    @property
+    def vocoder_engine(self) -> Model:
+        """The engine model's interface (GPU target)."""
+        return NSF_VOCODER_ENGINE if self.nsf else VOCODER_ENGINE
 
     def write(self, export_dir: Path) -> Path:
         path = Path(export_dir) / EXPORT_CONFIG_FILE
@@ -203,7 +245,7 @@ class ExportConfig:
         return cls(
             default_voice=data["default_voice"],
             audio=AudioSettings(**data["audio"]),
-            voices={name: VoiceSpec(**spec) for name, spec in data["voices"].items()},
+            voices={name: VoiceSpec.from_json(spec) for name, spec in data["voices"].items()},
             source=data.get("source", ""),
             extra=data.get("extra", {}),
         )

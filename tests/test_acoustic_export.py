@@ -33,6 +33,7 @@ from models.loader import load_voice
 from models.reference import synthesize
 from models.sambert import predict_log_durations
 from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX
+from serving.limits import MAX_SENTENCE_TOKENS
 from serving.runtime.acoustic import AcousticInputError, AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 from serving.symbols import STREAMS
@@ -55,7 +56,7 @@ def voice(full_model_dir):
 @pytest.fixture(scope="module")
 def voice_dir(voice, tmp_path_factory):
     out = tmp_path_factory.mktemp("acoustic_export") / voice.name
-    export_acoustic(voice.am, out, log=lambda line: None)
+    export_acoustic(voice.am, out, voice.vocabulary.sizes(), log=lambda line: None)
     return out
 
 
@@ -148,7 +149,7 @@ def test_each_graph_follows_batch_and_time_sizes(voice, voice_dir, sizes):
     assert (sizes["batch"], sizes["phones"], sizes["steps"]) != (EXAMPLE_BATCH, EXAMPLE_PHONES, EXAMPLE_STEPS)
     assert sizes["cache"] != EXAMPLE_CACHE
     for graph in acoustic_graphs(voice.am):
-        inputs = example_inputs(voice.am, graph, seed=7, **sizes)
+        inputs = example_inputs(voice.am, graph, voice.vocabulary.sizes(), seed=7, **sizes)
         with torch.no_grad():
             expected = GraphModule(voice.am, graph)(*inputs)
         session = ort.InferenceSession(str(voice_dir / graph.file), providers=["CPUExecutionProvider"])
@@ -161,7 +162,8 @@ def test_each_graph_follows_batch_and_time_sizes(voice, voice_dir, sizes):
 def test_runtime_reads_its_numbers_from_the_graphs(voice, runtime):
     am = voice.am
     dec = am.mel_decoder.mel_dec
-    assert (runtime.max_len, runtime.r, runtime.num_mels) == (am.max_len, am.r, am.num_mels)
+    assert (runtime.max_len, runtime.r, runtime.num_mels) == (am.max_phones, am.r, am.num_mels)
+    assert runtime.max_len == MAX_SENTENCE_TOKENS > am.max_len  # the table regrown past the checkpoint's rows
     assert (runtime.decoder_layers, runtime.decoder_heads) == (len(dec.pnca), dec.n_heads)
     assert runtime.vocabulary_sizes.tolist() == [voice.vocabulary.sizes()[s] for s in STREAMS]
 

@@ -55,7 +55,7 @@ def check_model(config: model_config_pb2.ModelConfig, model: Model, sizes: dict[
 
 
 def test_every_model_declares_the_contracts_tensors(tiny_repository):
-    sizes = ExportConfig.read(tiny_repository / "frontend" / "1").audio.sizes()
+    sizes = ExportConfig.read(tiny_repository / "frontend" / "1").sizes()
     for model in (*PIPELINE, TTS):
         check_model(read_config(tiny_repository / model.name / "config.pbtxt"), model, sizes)
 
@@ -91,7 +91,7 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
     assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
     vocoder = read_config(repository / VOCODER.name / "config.pbtxt")
     engine = read_config(repository / VOCODER_ENGINE.name / "config.pbtxt")
-    sizes = config.audio.sizes()
+    sizes = config.sizes()
     check_model(vocoder, VOCODER, sizes)
     check_model(engine, VOCODER_ENGINE, sizes)
     assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 24
@@ -133,7 +133,7 @@ def test_the_readme_table_of_the_tts_tensors_is_the_contract():
     rows = [line.split("|")[1:4] for line in readme.splitlines() if line.startswith("| `")]
     table = [(name.strip(" `"), direction.strip(), kind.strip()) for name, direction, kind in rows
              if direction.strip().startswith(("input", "output"))]
-    protocol_type = {"TYPE_STRING": "BYTES", "TYPE_FP32": "FP32", "TYPE_INT32": "INT32"}
+    protocol_type = {"TYPE_STRING": "BYTES", "TYPE_FP32": "FP32", "TYPE_INT32": "INT32", "TYPE_INT64": "INT64"}
     # TEXT is optional in the configs only so that its absence gets a clear error; users must send it.
     expected = [(t.name, "input" if t is TEXT else "input, optional", f"{protocol_type[t.dtype]} {list(t.dims)}")
                 for t in TTS.inputs]

@@ -15,6 +15,7 @@ import yaml
 
 from models.model_dir import ModelDir
 from serving.contract import ACOUSTIC_GRAPHS, EXPORT_CONFIG_FILE, VOCODER_ONNX, ExportConfig
+from serving.limits import MAX_SENTENCE_TOKENS
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
 
@@ -54,7 +55,8 @@ def test_exports_every_voice_and_writes_export_json(tiny_model_dir, exported):
         assert sorted(p.name for p in (out / name).iterdir()) == sorted([*ACOUSTIC_GRAPHS, VOCODER_ONNX])
         spec = config.voices[name]
         assert spec.speakers == voice.vocabulary.speakers and spec.has_mask == voice.has_mask
-        assert (spec.outputs_per_step, spec.max_len) == (voice.am_params["outputs_per_step"], voice.am_params["max_len"])
+        assert (spec.outputs_per_step, spec.max_len) == (voice.am_params["outputs_per_step"], MAX_SENTENCE_TOKENS)
+        assert spec.nsf is None
         assert (config.audio.sample_rate, config.audio.hop_length, config.audio.n_mels) == (
             voice.audio.sample_rate, voice.audio.hop_length, voice.audio.n_mels)
     # One progress line per step, each with the elapsed seconds; a parity figure per voice.

@@ -26,7 +26,7 @@ NOISE_SEED = 7  # the references *_noise7.npz: KAN-TTS given the noise of a requ
 TOLERANCE = 1e-4
 NSF_END_TO_END_TOLERANCE = 2e-3
 FAMILIES = ["emo16k", "multisp24k", "nsf24k", "nsf16k", "personal16k", "workdir"]
-NOISY = ["nsf24k", "nsf16k", "workdir"]
+NOISY = ["nsf24k", "nsf16k", "personal16k", "workdir"]
 
 torch.set_num_threads(2)
 

@@ -7,6 +7,7 @@ from models.fixtures import AUDIO_16K
 from serving.contract import (
     AUDIO,
     IDS,
+    NOISE_SEED,
     PAUSE,
     SAMPLE_RATE,
     TEXT,
@@ -18,6 +19,7 @@ from serving.contract import (
 from serving.limits import MAX_BATCH_SIZE, SENTENCE_PAUSE_S
 from serving.pipeline import Pipeline
 from serving.runtime.acoustic import AcousticRuntime
+from serving.runtime.nsf import sentence_seed
 from serving.runtime.sessions import ProviderUnavailableError
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
 from serving.steps import RequestError
@@ -31,7 +33,8 @@ MULTI_SPEAKER = VoiceSpec(speakers=["M7", "xiaoyu", "F7"], has_mask=True, output
 
 def text_request(text: bytes | None = None, **optional) -> dict:
     """A request's tensors as Triton hands them to the front end: [1, 1] arrays, BYTES as objects."""
-    tensors = {name.upper(): np.array([[value]], dtype=object if isinstance(value, bytes) else np.float32)
+    tensors = {name.upper(): np.array([[value]], dtype=object if isinstance(value, bytes) else
+                                      np.int64 if isinstance(value, np.integer) else np.float32)
                for name, value in optional.items()}
     if text is not None:
         tensors[TEXT.name] = np.array([[text]], dtype=object)
@@ -61,6 +64,18 @@ def test_voice_and_speed(step):
     assert rows["DURATION_SCALE"][0, 0] == pytest.approx(0.5)
 
 
+def test_noise_seed_of_each_sentence_from_the_request_the_deployment_or_fresh(step):
+    text = "今天天气很好。我们去公园散步吧！".encode()
+    seeded, again = step.process([text_request(text, seed=np.int64(7)), text_request(text, seed=np.int64(7))])
+    assert seeded[NOISE_SEED.name][:, 0].tolist() == [sentence_seed(7, 0), sentence_seed(7, 1)]
+    assert np.array_equal(seeded[NOISE_SEED.name], again[NOISE_SEED.name])
+    first, second = step.process([text_request(text), text_request(text)])  # unseeded: a fresh seed per request
+    assert not np.array_equal(first[NOISE_SEED.name], second[NOISE_SEED.name])
+    deployed = FrontendStep(step.config, noise_seed=7)
+    (fixed,) = deployed.process([text_request(text)])
+    assert np.array_equal(fixed[NOISE_SEED.name], seeded[NOISE_SEED.name])
+
+
 def test_speaker_of_a_multi_speaker_voice(step):
     default, chosen = step.process([text_request("你好。".encode(), voice=b"multi"),
                                     text_request("你好。".encode(), voice=b"multi", speaker=b"M7")])
@@ -76,6 +91,7 @@ def test_speaker_of_a_multi_speaker_voice(step):
     (text_request("你好".encode(), speed=float("nan")), "out of range"),
     (text_request("你好".encode(), emotion=b"furious"), "unknown emotion"),
     (text_request("你好".encode(), speaker=b"M7"), "unknown speaker 'M7': use one of F7"),
+    (text_request("你好".encode(), seed=np.int64(-1)), "SEED must be a whole number from 0 to"),
     (text_request(b"  "), "empty"),
     (text_request("好。".encode() * (MAX_BATCH_SIZE + 1)), f"at most {MAX_BATCH_SIZE} fit one request"),
     ({TEXT.name: np.array([[b"a"], [b"b"]], dtype=object)}, "exactly one value per request"),
@@ -108,7 +124,7 @@ def test_engine_vocoder_pads_each_batch_and_cuts_every_item_back():
     """The GPU vocoder's side of the engine call: batches of at most the engine's size, one shape each."""
     hop, n_mels, shapes = 3, 2, []
 
-    def engine(mel: np.ndarray) -> np.ndarray:  # a stand-in engine: each sample is its frame's first bin
+    def engine(mel: np.ndarray, source: None) -> np.ndarray:  # a stand-in engine: each sample is its frame's first bin
         shapes.append(mel.shape)
         return np.repeat(mel[:, :1, :], hop, axis=2)
 

@@ -201,7 +201,8 @@ def vocoder_inputs(mels: list[np.ndarray], voice: int) -> dict[str, np.ndarray]:
     for row, mel in enumerate(mels):
         batch[row, :, : len(mel)] = mel.T
     return {"MEL": batch, "FRAMES": np.array([[len(m)] for m in mels], dtype=np.int32),
-            "VOICE_INDEX": np.full((len(mels), 1), voice, dtype=np.int32)}
+            "VOICE_INDEX": np.full((len(mels), 1), voice, dtype=np.int32),
+            "NOISE_SEED": np.zeros((len(mels), 1), dtype=np.int64)}
 
 
 def test_repository_serves_the_chosen_precision(bf16_export, tmp_path):

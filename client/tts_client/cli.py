@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--emotion", help="emotion of the voice (default: the voice's default)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default: 1.0)")
     parser.add_argument("--speaker", help="a speaker of a multi-speaker voice (default: the voice's; see --list-voices)")
+    parser.add_argument("--seed", type=int, help="fix an NSF voice's random excitation (default: a new one each time)")
     parser.add_argument("--protocol", choices=sorted(DEFAULT_URLS), default="grpc", help="default: grpc")
     parser.add_argument("--url", help="server host:port (default: localhost:8001 for grpc, localhost:8000 for http)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the audio (default: 120)")
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
             return
         start = time.perf_counter()
         synthesis = client.synthesize(text, voice=args.voice, emotion=args.emotion, speed=args.speed,
-                                      speaker=args.speaker)
+                                      speaker=args.speaker, seed=args.seed)
         latency_s = time.perf_counter() - start
         synthesis.to_wav(args.output)
     print(f"wrote {args.output}: {synthesis.duration_s:.2f} s of audio at {synthesis.sample_rate} Hz "

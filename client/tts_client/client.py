@@ -96,9 +96,9 @@ class TTSClient:
             self._transport = _HttpTransport(url, timeout_s)
 
     def synthesize(self, text: str, voice: str | None = None, emotion: str | None = None,
-                   speed: float = 1.0, speaker: str | None = None) -> Synthesis:
+                   speed: float = 1.0, speaker: str | None = None, seed: int | None = None) -> Synthesis:
         """Speak `text`. Voice, emotion, speed and speaker (of a multi-speaker voice) are checked by the server
-        (see voices() and speakers())."""
+        (see voices() and speakers()); `seed` fixes an NSF voice's random excitation (the same seed, the same audio)."""
         for name, value in (("text", text), ("voice", voice), ("emotion", emotion), ("speaker", speaker)):
             if value is not None and not isinstance(value, str):
                 raise TTSError(f"{name} must be a str, got {type(value).__name__}")
@@ -112,6 +112,12 @@ class TTSClient:
             inputs.append(_bytes_input(module, "EMOTION", emotion))
         if speaker is not None:
             inputs.append(_bytes_input(module, "SPEAKER", speaker))
+        if seed is not None:
+            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+                raise TTSError(f"seed must be a whole number, got {seed!r}")
+            seed_input = module.InferInput("SEED", [1, 1], "INT64")
+            seed_input.set_data_from_numpy(np.array([[seed]], dtype=np.int64))
+            inputs.append(seed_input)
         speed_input = module.InferInput("SPEED", [1, 1], "FP32")
         speed_input.set_data_from_numpy(np.array([[speed]], dtype=np.float32))
         inputs.append(speed_input)

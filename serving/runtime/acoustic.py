@@ -147,7 +147,9 @@ class AcousticRuntime:
         return next(i.shape for i in self.sessions[graph].get_inputs() if i.name == name)
 
     def _run(self, graph: str, **feeds: np.ndarray) -> list[np.ndarray]:
-        return self.sessions[graph].run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        # A personal voice's encoder has no speaker input (its speaker embedding is in the graph).
+        names = {i.name for i in self.sessions[graph].get_inputs()}
+        return self.sessions[graph].run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
 
     # -- the public calls --------------------------------------------------------------------
 

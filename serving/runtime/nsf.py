@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.contract import F0Norm
+from serving.contract import F0Norm, NsfSpec
 
 UV_THRESHOLD = np.float32(0.6)  # voiced where the voicing output is at least this (ModelScope's default)
 F0_FLOOR = 30.0  # f0 below this many Hz is raised to it; unvoiced frames keep their f0 (ModelScope)
@@ -28,6 +28,7 @@ SOURCE_AMPLITUDE = np.float32(0.1)  # SourceModule's alpha: the voiced sines' am
 NOISE_STD = 0.003  # SourceModule's sigma
 UNVOICED_GAIN = np.float32(0.1 / 3 / 0.003)  # alpha / 3 / sigma: unvoiced samples are this times the noise
 TWO_PI = np.float32(2 * np.pi)
+MAX_SEED = 2**63 - 1  # seeds are non-negative int64
 
 
 def denormalise(frames: np.ndarray, norm: F0Norm) -> np.ndarray:
@@ -107,3 +108,11 @@ class HarmonicSource:
         voiced = SOURCE_AMPLITUDE * np.sin(theta + self.phases) + noise
         unvoiced = UNVOICED_GAIN * noise
         return (voiced * uv + unvoiced * (np.float32(1) - uv)).astype(np.float32, copy=False)
+
+
+def vocoder_input(frames: np.ndarray, nsf: NsfSpec, hop_length: int, noise: SourceNoise) -> tuple[np.ndarray, np.ndarray]:
+    """An NSF acoustic model's frames [T, n_mels + 2] of one utterance -> the vocoder graph's inputs: the mel
+    [T, n_mels] and the source [harmonics + 1, T * hop]."""
+    frames = denormalise(frames, nsf.f0_norm)
+    source = HarmonicSource(nsf.harmonics, nsf.sample_rate, hop_length, noise)(frames[:, -2], frames[:, -1])
+    return np.ascontiguousarray(frames[:, :-2]), source

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.contract import MEL, META_HOP, META_N_MELS
+from serving.contract import META_HOP, META_N_MELS, META_SOURCE_CHANNELS, SOURCE, VOCODER_MEL
 from serving.runtime.sessions import CPU, create_session, session_options
 
 
@@ -34,22 +34,45 @@ def checked_mel(index: int, mel: np.ndarray, n_mels: int) -> np.ndarray:
     return mel.astype(np.float32, copy=False)
 
 
+def checked_sources(mels: list[np.ndarray], sources: list[np.ndarray] | None, channels: int,
+                    hop_length: int) -> list[np.ndarray | None]:
+    """Each mel's source [channels, frames * hop] for an NSF vocoder (channels > 0), else None each."""
+    if not channels:
+        if sources is not None:
+            raise VocoderInputError("this vocoder takes no source (it is not an NSF vocoder)")
+        return [None] * len(mels)
+    if sources is None or len(sources) != len(mels):
+        raise VocoderInputError("an NSF vocoder needs one source per mel (serving.runtime.nsf.vocoder_input)")
+    for i, (mel, source) in enumerate(zip(mels, sources)):
+        if source.shape != (channels, len(mel) * hop_length):
+            raise VocoderInputError(f"source {i} has shape {list(source.shape)}: expected "
+                                    f"[{channels}, {len(mel)} frames x {hop_length}]")
+    return list(sources)
+
+
 class VocoderRuntime:
     def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
         self.session = create_session(onnx_path, session_options(intra_op_threads), providers or [CPU])
         props = self.session.get_modelmeta().custom_metadata_map
-        missing = [key for key in (META_HOP, META_N_MELS) if key not in props]
+        missing = [key for key in (META_HOP, META_N_MELS, META_SOURCE_CHANNELS) if key not in props]
         if missing:
             raise VocoderModelError(
                 f"{onnx_path} lacks the metadata {', '.join(missing)}: export it again with python -m export.onnx_vocoder"
             )
         self.hop_length = int(props[META_HOP])
         self.n_mels = int(props[META_N_MELS])
+        self.source_channels = int(props[META_SOURCE_CHANNELS])
 
-    def vocode(self, mels: list[np.ndarray]) -> list[np.ndarray]:
-        """mels: float32 [frames_i, n_mels] each -> float32 audio [frames_i * hop_length] each."""
-        return [self._forward(checked_mel(i, mel, self.n_mels)) for i, mel in enumerate(mels)]
+    def vocode(self, mels: list[np.ndarray], sources: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """mels: float32 [frames_i, n_mels] each (an NSF vocoder: and sources [channels, frames_i * hop] each)
+        -> float32 audio [frames_i * hop_length] each."""
+        sources = checked_sources(mels, sources, self.source_channels, self.hop_length)
+        return [self._forward(checked_mel(i, mel, self.n_mels), source)
+                for i, (mel, source) in enumerate(zip(mels, sources))]
 
-    def _forward(self, mel: np.ndarray) -> np.ndarray:
-        (audio,) = self.session.run(None, {MEL.name: np.ascontiguousarray(mel.T[None])})
+    def _forward(self, mel: np.ndarray, source: np.ndarray | None) -> np.ndarray:
+        feeds = {VOCODER_MEL.name: np.ascontiguousarray(mel.T[None])}
+        if source is not None:
+            feeds[SOURCE.name] = np.ascontiguousarray(source[None], dtype=np.float32)
+        (audio,) = self.session.run(None, feeds)
         return audio[0, 0]

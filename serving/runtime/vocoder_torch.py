@@ -41,7 +41,8 @@ class TorchVocoderRuntime(VocoderRuntime):
                                     "python -m export MODEL_DIR --out DIR --cpu-bf16-vocoder")
         self.hop_length = int(props[META_HOP])
         self.n_mels = int(props[META_N_MELS])
+        self.source_channels = 0  # the BF16 program is exported for vocoders without an NSF source
 
-    def _forward(self, mel: np.ndarray) -> np.ndarray:
+    def _forward(self, mel: np.ndarray, source: None) -> np.ndarray:
         with torch.inference_mode():
             return self.module(torch.from_numpy(np.ascontiguousarray(mel.T[None])))[0, 0].numpy()

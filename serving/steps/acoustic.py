@@ -28,7 +28,7 @@ class AcousticStep:
         """voices_dir holds a folder of acoustic graphs per voice (an export directory, or acoustic/1 of a
         repository); max_frames bounds one sentence (default: serving.limits; a GPU engine's may be lower)."""
         self.audio = config.audio
-        self.sizes = config.audio.sizes()
+        self.sizes = config.sizes()
         self.max_frames = max_frames or max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
         self.runtimes = [AcousticRuntime(Path(voices_dir) / name, list(options.providers), options.intra_op_threads)
                          for name in config.voice_names()]
@@ -100,9 +100,9 @@ class AcousticStep:
                                "into several requests or raise SPEED")
 
     def pack(self, mels: list[np.ndarray]) -> Tensors:
-        """Each sentence's mel [frames, n_mels] -> MEL [S, n_mels, longest] (zero padded) and FRAMES [S, 1]."""
+        """Each sentence's frames [frames, values] -> MEL [S, values, longest] (zero padded) and FRAMES [S, 1]."""
         frames = np.array([[len(m)] for m in mels], dtype=np.int32)
-        batch = np.zeros((len(mels), self.audio.n_mels, max(1, int(frames.max()))), dtype=np.float32)
+        batch = np.zeros((len(mels), self.sizes["frame_values"], max(1, int(frames.max()))), dtype=np.float32)
         for row, mel in enumerate(mels):
             batch[row, :, : len(mel)] = mel.T
         return {MEL.name: batch, FRAMES.name: frames}

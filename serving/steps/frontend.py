@@ -1,8 +1,13 @@
-"""Front-end step: validate each request and turn its text into one row of symbol ids per sentence."""
+"""Front-end step: validate each request and turn its text into one row of symbol ids per sentence.
+
+Each sentence also gets the seed of its NSF noise (NOISE_SEED): from the request's SEED, else the
+deployment's seed, else a fresh one per request (unseeded, as ModelScope draws it).
+"""
 
 from __future__ import annotations
 
 import math
+import secrets
 
 import numpy as np
 
@@ -11,7 +16,9 @@ from serving.contract import (
     EMOTION,
     FRONTEND,
     IDS,
+    NOISE_SEED,
     PAUSE,
+    SEED,
     SPEAKER,
     SPEED,
     TEXT,
@@ -23,6 +30,7 @@ from serving.contract import (
 from serving.frontend import FrontEnd, FrontEndError
 from serving.frontend.pipeline import DEFAULT_EMOTION
 from serving.limits import MAX_AUDIO_S, MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.runtime.nsf import MAX_SEED, sentence_seed
 from serving.steps import RequestError, Tensors
 
 
@@ -50,8 +58,10 @@ def decode_utf8(value, name: str) -> str | None:
 class FrontendStep:
     model = FRONTEND
 
-    def __init__(self, config: ExportConfig):
+    def __init__(self, config: ExportConfig, noise_seed: int | None = None):
+        """noise_seed: the deployment's seed for requests without SEED (None: a fresh one per request)."""
         self.config = config
+        self.noise_seed = noise_seed
         self.voice_names = config.voice_names()
         self.frontends = {name: FrontEnd(config.voices[name].vocabulary(), max_sentence_chars=MAX_SENTENCE_CHARS)
                           for name in self.voice_names}
@@ -88,6 +98,7 @@ class FrontendStep:
         speed = 1.0 if speed is None else float(speed)
         if not (math.isfinite(speed) and SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
             raise RequestError(f"SPEED {speed} is out of range: use {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (1.0 is normal)")
+        seed = self.request_seed(scalar(request, SEED.name))
         try:
             sentences = self.frontends[voice](text, emotion, speaker)
         except FrontEndError as e:
@@ -113,4 +124,13 @@ class FrontendStep:
             VOICE_INDEX.name: column([self.voice_names.index(voice)] * count, np.int32),
             DURATION_SCALE.name: column([1.0 / speed] * count, np.float32),
             PAUSE.name: column([s.pause_after for s in sentences], np.float32),
+            NOISE_SEED.name: column([sentence_seed(seed, s) for s in range(count)], np.int64),
         }
+
+    def request_seed(self, value) -> int:
+        """The request's SEED, else the deployment's, else a fresh one."""
+        if value is None:
+            return secrets.randbelow(MAX_SEED + 1) if self.noise_seed is None else self.noise_seed
+        if not (isinstance(value, np.integer) and 0 <= value <= MAX_SEED):
+            raise RequestError(f"SEED must be a whole number from 0 to {MAX_SEED} (INT64), got {value!r}")
+        return int(value)

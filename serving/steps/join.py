@@ -24,7 +24,7 @@ class JoinStep:
 
     def __init__(self, config: ExportConfig):
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
-        self.sizes = config.audio.sizes()
+        self.sizes = config.sizes()
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
         results = []

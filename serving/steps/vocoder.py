@@ -2,7 +2,8 @@
 
 On CPU the step runs each voice's vocoder file itself (FP32 on ONNX Runtime, or BF16 on torch); on a GPU
 host it hands padded batches to the TensorRT engine model. Either way it returns WAV [S, 1, F * hop]
-per request and the join step trims each row to its own length.
+per request and the join step trims each row to its own length. An NSF voice's rows first become the
+vocoder's mel and source (serving.runtime.nsf.vocoder_input), with the noise of the row's NOISE_SEED.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from serving.contract import (
     FP32,
     FRAMES,
     MEL,
+    NOISE_SEED,
     TENSORRT,
     VOCODER,
     VOICE_INDEX,
     WAV,
     ExportConfig,
 )
+from serving.runtime.nsf import SourceNoise, vocoder_input
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder import VocoderRuntime
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
@@ -42,16 +45,19 @@ class VocoderStep:
                  runtime: str = FP32, engine: EngineCall | None = None):
         """voices_dir holds a folder per voice with its vocoder file (CPU); `engine` is the engine model (GPU)."""
         self.hop = config.audio.hop_length
-        self.sizes = config.audio.sizes()
+        self.sizes = config.sizes()
         voices = config.voice_names()
+        self.nsf = [config.voices[name].nsf for name in voices]
         if runtime not in RUNTIMES:
             raise VocoderConfigurationError(f"unknown vocoder runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         if runtime == TENSORRT:
             if engine is None:
                 raise VocoderConfigurationError("the tensorrt vocoder runtime needs the engine model to call")
             # The GPU repository serves one engine, built from a vocoder every voice shares.
-            self.runtimes = [EngineVocoder(engine, self.hop, config.audio.n_mels)] * len(voices)
+            self.runtimes = [EngineVocoder(engine, self.hop, config.audio.n_mels, self.sizes["source_channels"])] * len(voices)
         elif runtime == BF16:
+            if config.nsf:
+                raise VocoderConfigurationError("the bf16 vocoder runtime takes no NSF source: serve NSF voices in fp32")
             from serving.runtime.vocoder_torch import (
                 TorchVocoderRuntime,  # torch: only where BF16 is chosen
             )
@@ -73,8 +79,9 @@ class VocoderStep:
         waves: dict[tuple[int, int], np.ndarray] = {}
         for voice, group in rows_by_voice([requests[r] for r in valid], len(self.runtimes)):
             pairs = [(valid[i], s) for i, s in group if requests[valid[i]][FRAMES.name][s, 0] > 0]
-            mels = [requests[r][MEL.name][s, :, : int(requests[r][FRAMES.name][s, 0])].T for r, s in pairs]
-            waves.update(zip(pairs, self.runtimes[voice].vocode(mels)))
+            frames = [requests[r][MEL.name][s, :, : int(requests[r][FRAMES.name][s, 0])].T for r, s in pairs]
+            seeds = [int(requests[r][NOISE_SEED.name][s, 0]) for r, s in pairs]
+            waves.update(zip(pairs, self.runtimes[voice].vocode(*self.vocoder_inputs(voice, frames, seeds))))
         for r in valid:
             mel, rows = requests[r][MEL.name], len(requests[r][FRAMES.name])
             batch = np.zeros((rows, 1, mel.shape[2] * self.hop), dtype=np.float32)
@@ -84,10 +91,20 @@ class VocoderStep:
             results[r] = {WAV.name: batch}
         return results
 
+    def vocoder_inputs(self, voice: int, frames: list[np.ndarray], seeds: list[int]):
+        """The vocoder's mels, and an NSF voice's sources (None otherwise), of a voice's sentences."""
+        nsf = self.nsf[voice]
+        if not nsf:
+            return frames, None
+        made = [vocoder_input(f, nsf, self.hop, SourceNoise(seed)) for f, seed in zip(frames, seeds)]
+        return [mel for mel, _ in made], [source for _, source in made]
+
     def check(self, request: Tensors) -> None:
         mel = checked(request, MEL, self.sizes)
         frames = checked(request, FRAMES, self.sizes, len(mel))[:, 0]
         voices = checked(request, VOICE_INDEX, self.sizes, len(mel))[:, 0]
+        if (checked(request, NOISE_SEED, self.sizes, len(mel)) < 0).any():
+            raise RequestError("NOISE_SEED must be 0 or more")
         if ((voices < 0) | (voices >= len(self.runtimes))).any():
             raise RequestError(f"VOICE_INDEX must be 0 to {len(self.runtimes) - 1} (the voices of this export)")
         if ((frames < 0) | (frames > mel.shape[2])).any():

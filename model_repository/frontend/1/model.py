@@ -8,7 +8,8 @@ from serving.steps.frontend import FrontendStep
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.step = FrontendStep(adapter.ModelArgs(args).export_config)
+        model = adapter.ModelArgs(args)
+        self.step = FrontendStep(model.export_config, model.noise_seed())
 
     def execute(self, requests):
         return adapter.execute(pb_utils, self.step, requests)
