@@ -31,7 +31,7 @@ import torch
 
 from models.loader import LoadedVoice, load_voice
 from models.model_dir import ModelDir
-from models.reference import synthesize_mel
+from models.reference import synthesize_mel, vocode
 from serving.frontend import FrontEnd, FrontEndError
 from serving.steps.join import join_sentences
 from serving.symbols import STREAMS
@@ -81,7 +81,7 @@ class BaselineTTS:
         wav = np.zeros((len(mels), 1, int(frames.max()) * hop), dtype=np.float32)
         for row, mel in enumerate(mels):
             if len(mel):
-                wav[row, 0, : len(mel) * hop] = loaded.vocoder(torch.from_numpy(mel.T.copy())[None])[0, 0].numpy()
+                wav[row, 0, : len(mel) * hop] = vocode(loaded, mel)  # an NSF voice: f0 de-normalised, unseeded noise
         pauses = np.array([[s.pause_after] for s in sentences], dtype=np.float32)
         return join_sentences(wav, frames, pauses, hop, sample_rate)[0], sample_rate
 

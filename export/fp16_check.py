@@ -11,6 +11,9 @@ What is checked is the graph the engine is built from. `fp16_model()` converts t
 (onnxconverter-common) with FP32 islands:
 - the output tail (conv_post and tanh): its result is the waveform itself, and FP16's 11-bit mantissa
   would put a quantisation floor under quiet audio;
+- an NSF vocoder's source path (the nodes that read only SOURCE: the source module's 1x1 conv and tanh,
+  and each stage's strided source conv): its input is the float32 source, whose phase serving.runtime.nsf
+  keeps float32-exact, and FP16 would round a sine near 2 pi by ~0.004 rad;
 - every node whose FP32 output peaks above half the FP16 range on the check mels, and the nodes that
   consume it (their FP16 inputs would overflow to inf).
 Both graphs then run in ONNX Runtime on the same mels and the waveforms are compared: max abs
@@ -38,13 +41,26 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from serving.contract import EXPORT_CONFIG_FILE, MEL, VOCODER_FP16_ONNX, VOCODER_ONNX
+from serving.contract import (
+    EXPORT_CONFIG_FILE,
+    META_HOP,
+    META_SOURCE_CHANNELS,
+    SOURCE,
+    VOCODER_FP16_ONNX,
+    VOCODER_MEL,
+    VOCODER_ONNX,
+)
+from serving.runtime.nsf import HarmonicSource, SourceNoise
 
 FP16_MAX = 65504.0
 OVERFLOW_FRACTION = 0.5  # a node peaking above this share of FP16_MAX on the check mels stays FP32
 MIN_SNR_DB = 40.0  # an error of 1 % of the RMS; below this, build FP32 instead
 CHECK_FRAMES = (160, 97)  # random-normal check mels per voice (the AM emits mean/std-normalised mels)
 PEAK_PREFIX = "peak::"
+CHECK_F0_HZ = (120.0, 320.0)  # an NSF vocoder's check source: a voice-like f0 between these, voiced 70 % of frames
+NSF_HARMONIC_RATE = 16000  # the rate the check source's phase advances at (only its look matters here)
+
+Feeds = dict[str, np.ndarray]  # one item's graph inputs: MEL [1, n_mels, frames] (and SOURCE)
 
 
 class Fp16CheckError(RuntimeError):
@@ -98,8 +114,8 @@ def output_tail_nodes(model: onnx.ModelProto) -> list[str]:
     return tail
 
 
-def node_peaks(model: onnx.ModelProto, mels: list[np.ndarray]) -> dict[str, float]:
-    """Max |output| of every node with a float (FP32 or FP16) output, over the mels; inf where it overflowed.
+def node_peaks(model: onnx.ModelProto, inputs: list[Feeds]) -> dict[str, float]:
+    """Max |output| of every node with a float (FP32 or FP16) output, over the inputs; inf where it overflowed.
 
     Each such tensor gets an Abs + ReduceMax added, so only scalars leave the session.
     """
@@ -123,17 +139,30 @@ def node_peaks(model: onnx.ModelProto, mels: list[np.ndarray]) -> dict[str, floa
     session = _session(probed)
     names = [o.name for o in session.get_outputs() if o.name.startswith(PEAK_PREFIX)]
     peaks: dict[str, float] = {}
-    for mel in mels:
-        for name, value in zip(names, session.run(names, {MEL.name: mel.T[None]})):
+    for feeds in inputs:
+        for name, value in zip(names, session.run(names, feeds)):
             node = producers[name[len(PEAK_PREFIX):]]
             peaks[node] = max(peaks.get(node, 0.0), float(value))
     return peaks
 
 
-def fp32_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
-    """The nodes to keep in FP32: the output tail, overflowing nodes and their consumers."""
-    keep = set(output_tail_nodes(model))
-    overflowing = {name for name, peak in node_peaks(model, mels).items() if peak > OVERFLOW_FRACTION * FP16_MAX}
+def source_path_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes of an NSF vocoder that compute from SOURCE alone (and constants); none without SOURCE."""
+    from_source = {SOURCE.name}
+    constants = {init.name for init in model.graph.initializer}
+    nodes = []
+    for node in model.graph.node:  # in topological order
+        data = [name for name in node.input if name and name not in constants]
+        if data and all(name in from_source for name in data):
+            nodes.append(node.name)
+            from_source.update(node.output)
+    return nodes
+
+
+def fp32_nodes(model: onnx.ModelProto, inputs: list[Feeds]) -> list[str]:
+    """The nodes to keep in FP32: the output tail, an NSF source path, overflowing nodes and their consumers."""
+    keep = set(output_tail_nodes(model)) | set(source_path_nodes(model))
+    overflowing = {name for name, peak in node_peaks(model, inputs).items() if peak > OVERFLOW_FRACTION * FP16_MAX}
     outputs = {out for node in model.graph.node if node.name in overflowing for out in node.output}
     consumers = {node.name for node in model.graph.node if outputs.intersection(node.input)}
     keep |= overflowing | consumers
@@ -141,7 +170,7 @@ def fp32_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
 
 
 def fp16_model(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
-    """FP16 weights and activations, FP32 MEL in and WAV out, the `keep_fp32` nodes in FP32."""
+    """FP16 weights and activations, FP32 inputs and WAV out, the `keep_fp32` nodes in FP32."""
     from onnxconverter_common import float16
 
     with warnings.catch_warnings():
@@ -194,25 +223,25 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def run_onnx(model: onnx.ModelProto | ort.InferenceSession, mels: list[np.ndarray]) -> list[np.ndarray]:
+def run_onnx(model: onnx.ModelProto | ort.InferenceSession, inputs: list[Feeds]) -> list[np.ndarray]:
     """One item at a time (no padding, so the comparison sees only precision)."""
     session = model if isinstance(model, ort.InferenceSession) else _session(model)
-    return [session.run(None, {MEL.name: mel.T[None]})[0][0, 0] for mel in mels]
+    return [session.run(None, feeds)[0][0, 0] for feeds in inputs]
 
 
-def check_vocoder(name: str, model: onnx.ModelProto, mels: list[np.ndarray],
-                  mels_label: str) -> tuple[Fp16Result, onnx.ModelProto]:
+def check_vocoder(name: str, model: onnx.ModelProto, inputs: list[Feeds],
+                  inputs_label: str) -> tuple[Fp16Result, onnx.ModelProto]:
     """Decide the FP32 nodes, convert, and compare FP16 with FP32 in ONNX Runtime: (result, FP16 graph)."""
-    keep = fp32_nodes(model, mels)
+    keep = fp32_nodes(model, inputs)
     converted = fp16_model(model, keep)
-    diff, snr, nonfinite = compare(run_onnx(model, mels), run_onnx(converted, mels))
-    overflowing = overflowing_nodes(converted, mels)
-    return Fp16Result(name, "onnxruntime-cpu", mels_label, diff, snr, nonfinite, overflowing, keep), converted
+    diff, snr, nonfinite = compare(run_onnx(model, inputs), run_onnx(converted, inputs))
+    overflowing = overflowing_nodes(converted, inputs)
+    return Fp16Result(name, "onnxruntime-cpu", inputs_label, diff, snr, nonfinite, overflowing, keep), converted
 
 
-def overflowing_nodes(model: onnx.ModelProto, mels: list[np.ndarray]) -> list[str]:
-    """Nodes whose output holds inf or NaN on the mels."""
-    return [name for name, peak in node_peaks(model, mels).items() if not np.isfinite(peak)]
+def overflowing_nodes(model: onnx.ModelProto, inputs: list[Feeds]) -> list[str]:
+    """Nodes whose output holds inf or NaN on the inputs."""
+    return [name for name, peak in node_peaks(model, inputs).items() if not np.isfinite(peak)]
 
 
 def n_mels_of(model: onnx.ModelProto) -> int:
@@ -222,6 +251,23 @@ def n_mels_of(model: onnx.ModelProto) -> int:
 def random_mels(n_mels: int, frames=CHECK_FRAMES, seed: int = 0) -> list[np.ndarray]:
     generator = np.random.default_rng(seed)
     return [generator.standard_normal((n, n_mels)).astype(np.float32) for n in frames]
+
+
+def check_inputs(model: onnx.ModelProto, frames=CHECK_FRAMES, seed: int = 0) -> list[Feeds]:
+    """Random-normal mels, and for an NSF vocoder the source of a voice-like f0 contour, one feed per item."""
+    props = {p.key: p.value for p in model.metadata_props}
+    channels = int(props.get(META_SOURCE_CHANNELS, 0))
+    inputs = []
+    for index, mel in enumerate(random_mels(n_mels_of(model), frames, seed)):
+        feeds = {VOCODER_MEL.name: mel.T[None]}
+        if channels:
+            t = np.arange(len(mel))
+            f0 = (CHECK_F0_HZ[0] + (CHECK_F0_HZ[1] - CHECK_F0_HZ[0]) * (0.5 + 0.5 * np.sin(t / 25))).astype(np.float32)
+            uv = (t % 10 < 7).astype(np.float32)
+            source = HarmonicSource(channels - 1, NSF_HARMONIC_RATE, int(props[META_HOP]), SourceNoise(seed + index))
+            feeds[SOURCE.name] = source(f0, uv)[None]
+        inputs.append(feeds)
+    return inputs
 
 
 def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
@@ -241,7 +287,7 @@ def check_universal_v1(frames: int | None = None, log=print) -> Fp16Result:
         model = onnx.load(str(path))
     mels = [mel[:frames] for mel in speech_mels(config)]
     label = f"real speech ({SPEECH_WAV.name}, {sum(len(m) for m in mels)} frames)"
-    return check_vocoder("universal HiFi-GAN V1", model, mels, label)[0]
+    return check_vocoder("universal HiFi-GAN V1", model, [{VOCODER_MEL.name: mel.T[None]} for mel in mels], label)[0]
 
 
 def export_dir_vocoders(directory: Path, tmp: Path, voices: list[str] | None = None, log=print) -> dict[str, Path]:
@@ -285,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         for voice, path in export_dir_vocoders(args.directory, Path(tmp), args.voice).items():
             print(f"[fp16_check] {voice}: {path}")
             model = onnx.load(str(path))
-            result, converted = check_vocoder(voice, model, random_mels(n_mels_of(model)), "random normal")
+            result, converted = check_vocoder(voice, model, check_inputs(model), "random normal")
             if args.save_fp16:
                 onnx.save(converted, str(path.with_name(VOCODER_FP16_ONNX)))
             results.append(result)

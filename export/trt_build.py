@@ -16,8 +16,9 @@ builds from vocoder.onnx instead, for a vocoder that fails the FP16 check.
 
 One optimisation profile for MEL [batch, n_mels, frames] (`vocoder_profile`): frames 1 to the longest
 sentence the server admits (serving.limits), batch 1 to as many such sentences as fit a memory budget
-for activations (--memory-budget-gib; the graph's widest tensor, by shape inference). Both bounds go into
-the metadata, from which the GPU repository sets the engine model's max_batch_size and the acoustic
+for activations (--memory-budget-gib; the graph's widest tensor, by shape inference). An NSF vocoder's
+SOURCE [batch, harmonics + 1, frames * hop] follows the same batch and frames (`input_shapes`). Both bounds
+go into the metadata, from which the GPU repository sets the engine model's max_batch_size and the acoustic
 model's frame cap. Every voice built must share one vocoder (one engine per GPU repository): checked
 before any build.
 
@@ -37,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,9 +48,12 @@ import onnx
 from deploy.engine_check import probe_gpus
 from export import fp16_check
 from serving.contract import (
-    MEL,
     META_ACTIVATION_PER_FRAME,
+    META_HOP,
+    META_SOURCE_CHANNELS,
+    SOURCE,
     TIMING_CACHE,
+    VOCODER_MEL,
     VOCODER_FP16_ONNX,
     VOCODER_ONNX,
     VOCODER_PLAN,
@@ -103,6 +107,21 @@ def vocoder_profile(n_mels: int, sample_rate: int, hop_length: int, bytes_per_fr
     return Profile((1, n_mels, 1), (opt_batch, n_mels, opt_frames), (max_batch, n_mels, max_frames))
 
 
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
+
+
+def input_shapes(profile: Profile, onnx_path: Path) -> Shapes:
+    """The profile's shapes of every input of the graph: MEL, and an NSF vocoder's SOURCE, whose samples are
+    its frames times the hop (both from the graph's metadata)."""
+    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    shapes = {VOCODER_MEL.name: (profile.min, profile.opt, profile.max)}
+    channels = int(props.get(META_SOURCE_CHANNELS, 0))
+    if channels:
+        hop = int(props[META_HOP])
+        shapes[SOURCE.name] = tuple((batch, channels, frames * hop) for batch, _, frames in (profile.min, profile.opt, profile.max))
+    return shapes
+
+
 def activation_bytes_per_frame(onnx_path: Path, precision: str) -> int:
     """Bytes of activations per mel frame: the graph's widest tensor (recorded in its metadata by the export)
     times LIVE_ACTIVATIONS, in the engine's precision."""
@@ -129,7 +148,7 @@ def tensorrt_module():
     return tensorrt
 
 
-def build_with_python(trt, onnx_path: Path, plan_path: Path, profile: Profile, timing_cache: Path, log) -> None:
+def build_with_python(trt, onnx_path: Path, plan_path: Path, shapes: Shapes, timing_cache: Path, log) -> None:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
@@ -139,21 +158,23 @@ def build_with_python(trt, onnx_path: Path, plan_path: Path, profile: Profile, t
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    mel = network.get_input(0)
-    if mel.name != MEL.name or len(mel.shape) != 3:
-        raise BuildError(f"{onnx_path}: expected the input {MEL.name!r} [batch, n_mels, frames], found {mel.name!r}")
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    if [t.name for t in inputs] != list(shapes) or any(len(t.shape) != 3 for t in inputs):
+        raise BuildError(f"{onnx_path}: expected the inputs {list(shapes)} (each [batch, channels, length]), "
+                         f"found {[t.name for t in inputs]}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_MIB << 20)
     optimization_profile = builder.create_optimization_profile()
-    optimization_profile.set_shape(MEL.name, profile.min, profile.opt, profile.max)
+    for name, (low, opt, high) in shapes.items():
+        optimization_profile.set_shape(name, low, opt, high)
     if config.add_optimization_profile(optimization_profile) < 0:
-        raise BuildError(f"TensorRT refused the profile {profile}")
+        raise BuildError(f"TensorRT refused the profile {shapes}")
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     if not config.set_timing_cache(cache, ignore_mismatch=False):
         raise BuildError(f"{timing_cache} was written by another GPU or TensorRT version: delete it and build again")
 
-    log(f"building ({network.num_layers} layers, profile min {profile.min} opt {profile.opt} max {profile.max})")
+    log(f"building ({network.num_layers} layers, profile (min, opt, max) {shapes})")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BuildError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
@@ -161,16 +182,16 @@ def build_with_python(trt, onnx_path: Path, plan_path: Path, profile: Profile, t
     timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
 
 
-def build_with_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, profile: Profile, timing_cache: Path,
+def build_with_trtexec(trtexec: str, onnx_path: Path, plan_path: Path, shapes: Shapes, timing_cache: Path,
                        log) -> str:
     """Build with the trtexec binary; returns the TensorRT version it reports."""
 
-    def shape(dims: tuple[int, ...]) -> str:
-        return f"{MEL.name}:{'x'.join(map(str, dims))}"
+    def shape(which: int) -> str:
+        return ",".join(f"{name}:{'x'.join(map(str, dims[which]))}" for name, dims in shapes.items())
 
     command = [
         trtexec, f"--onnx={onnx_path}", f"--saveEngine={plan_path}", "--stronglyTyped",
-        f"--minShapes={shape(profile.min)}", f"--optShapes={shape(profile.opt)}", f"--maxShapes={shape(profile.max)}",
+        f"--minShapes={shape(0)}", f"--optShapes={shape(1)}", f"--maxShapes={shape(2)}",
         f"--timingCacheFile={timing_cache}", f"--memPoolSize=workspace:{WORKSPACE_MIB}M", "--skipInference",
     ]
     log("running " + " ".join(command))
@@ -206,41 +227,46 @@ class EngineRunner:
             from polygraphy import cuda
         except ImportError:
             raise BuildError("running an engine needs polygraphy's CUDA wrapper: pip install polygraphy") from None
+        self.cuda = cuda
         self.engine = engine
         self.context = engine.create_execution_context()
         self.stream = cuda.Stream()
-        self.mel = cuda.DeviceArray(shape=(1,), dtype=np.float32)
+        self.buffers: dict[str, object] = {}
         self.audio = cuda.DeviceArray(shape=(1,), dtype=np.float32)
 
-    def run(self, mel: np.ndarray) -> np.ndarray:
-        """float32 [batch, n_mels, frames] -> float32 [batch, 1, frames * hop]."""
-        mel = np.ascontiguousarray(mel, dtype=np.float32)
-        if not self.context.set_input_shape(MEL.name, mel.shape):
-            profile = [list(dims) for dims in self.engine.get_tensor_profile_shape(MEL.name, 0)]
-            raise BuildError(f"the engine refused mel shape {list(mel.shape)}: its profile (min, opt, max) is {profile}")
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """MEL float32 [batch, n_mels, frames] (and an NSF engine's SOURCE) -> float32 [batch, 1, frames * hop]."""
+        for name, array in feeds.items():
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            if not self.context.set_input_shape(name, array.shape):
+                profile = [list(dims) for dims in self.engine.get_tensor_profile_shape(name, 0)]
+                raise BuildError(f"the engine refused {name} shape {list(array.shape)}: its profile (min, opt, max) "
+                                 f"is {profile}")
+            buffer = self.buffers.setdefault(name, self.cuda.DeviceArray(shape=(1,), dtype=np.float32))
+            buffer.resize(array.shape).copy_from(array, self.stream)
+            self.context.set_tensor_address(name, buffer.ptr)
         shape = tuple(self.context.get_tensor_shape(WAV.name))
         if min(shape) < 0:
-            raise BuildError(f"the engine gave the output shape {shape} for mel {list(mel.shape)}")
-        self.mel.resize(mel.shape).copy_from(mel, self.stream)
+            raise BuildError(f"the engine gave the output shape {shape} for {({k: list(v.shape) for k, v in feeds.items()})}")
         self.audio.resize(shape)
-        self.context.set_tensor_address(MEL.name, self.mel.ptr)
         self.context.set_tensor_address(WAV.name, self.audio.ptr)
         if not self.context.execute_async_v3(self.stream.ptr):
-            raise BuildError(f"the engine failed to run on mel {list(mel.shape)}")
+            raise BuildError(f"the engine failed to run on {({k: list(v.shape) for k, v in feeds.items()})}")
         audio = np.empty(shape, dtype=np.float32)
         self.audio.copy_to(audio, self.stream)
         self.stream.synchronize()
         return audio
 
-    def seconds_per_run(self, mel: np.ndarray, runs: int = 20) -> float:
-        self.run(mel)  # warm-up
+    def seconds_per_run(self, feeds: dict[str, np.ndarray], runs: int = 20) -> float:
+        self.run(feeds)  # warm-up
         start = time.perf_counter()
         for _ in range(runs):
-            self.run(mel)
+            self.run(feeds)
         return (time.perf_counter() - start) / runs
 
     def close(self) -> None:
-        self.mel.free()
+        for buffer in self.buffers.values():
+            buffer.free()
         self.audio.free()
         self.stream.free()
 
@@ -252,43 +278,51 @@ def load_engine(trt, plan_path: Path):
     return engine
 
 
-def run_engine(plan_path: Path, mel: np.ndarray) -> np.ndarray:
-    """Run `plan_path` once on a mel batch [batch, n_mels, frames] (loads the engine every call)."""
+def run_engine(plan_path: Path, mel: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
+    """Run `plan_path` once on a mel batch [batch, n_mels, frames] (and an NSF engine's source batch; loads the
+    engine every call)."""
     trt = tensorrt_module()
     if trt is None:
         raise BuildError("TensorRT is not installed: run on a GPU host (scripts/build_engines.sh)")
     runner = EngineRunner(load_engine(trt, plan_path))
     try:
-        return runner.run(mel)
+        return runner.run({VOCODER_MEL.name: mel, **({} if source is None else {SOURCE.name: source})})
     finally:
         runner.close()
 
 
-def check_engine_output(runner: EngineRunner, onnx_path: Path, n_mels: int):
-    """The engine against the FP32 graph in ONNX Runtime, with the FP16 check's metrics and mels."""
-    mels = fp16_check.random_mels(n_mels)
-    reference = fp16_check.run_onnx(onnx.load(str(onnx_path)), mels)
-    engine_audio = [runner.run(mel.T[None])[0, 0] for mel in mels]
+def check_engine_output(runner: EngineRunner, onnx_path: Path):
+    """The engine against the FP32 graph in ONNX Runtime, with the FP16 check's metrics and inputs."""
+    model = onnx.load(str(onnx_path))
+    inputs = fp16_check.check_inputs(model)
+    reference = fp16_check.run_onnx(model, inputs)
+    engine_audio = [runner.run(feeds)[0, 0] for feeds in inputs]
     diff, snr, nonfinite = fp16_check.compare(reference, engine_audio)
     return {"backend": "tensorrt", "mels": "random normal", "max_abs_diff": diff, "snr_db": snr,
             "nonfinite": nonfinite, "passed": nonfinite == 0 and snr >= fp16_check.MIN_SNR_DB}
 
 
-def benchmark(runner: EngineRunner, profile: Profile, hop_length: int, sample_rate: int, log) -> list[dict]:
+def benchmark(runner: EngineRunner, shapes: Shapes, hop_length: int, sample_rate: int, log) -> list[dict]:
     """Real-time factor of the engine at batch 1 and the opt batch, opt frames (seconds of compute per second of audio)."""
     rows = []
-    for batch in sorted({1, profile.opt[0], profile.max[0]}):
-        mel = np.random.default_rng(0).standard_normal((batch, profile.opt[1], profile.opt[2])).astype(np.float32)
-        seconds = runner.seconds_per_run(mel)
-        audio_seconds = batch * profile.opt[2] * hop_length / sample_rate
-        rows.append({"batch": batch, "frames": profile.opt[2], "ms": seconds * 1e3, "rtf": seconds / audio_seconds})
-        log(f"batch {batch} x {profile.opt[2]} frames: {seconds * 1e3:.2f} ms, RTF {seconds / audio_seconds:.5f}")
+    _, opt, high = shapes[VOCODER_MEL.name]
+    frames = opt[2]
+    for batch in sorted({1, opt[0], high[0]}):
+        generator = np.random.default_rng(0)
+        # Random mels; an NSF source of a sine's size (its values do not change the engine's speed).
+        feeds = {name: (generator.standard_normal((batch, *dims[1][1:])) * (0.1 if name == SOURCE.name else 1.0))
+                 .astype(np.float32) for name, dims in shapes.items()}
+        seconds = runner.seconds_per_run(feeds)
+        audio_seconds = batch * frames * hop_length / sample_rate
+        rows.append({"batch": batch, "frames": frames, "ms": seconds * 1e3, "rtf": seconds / audio_seconds})
+        log(f"batch {batch} x {frames} frames: {seconds * 1e3:.2f} ms, RTF {seconds / audio_seconds:.5f}")
     return rows
 
 
 def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache: Path, hop_length: int,
                 sample_rate: int, bench: bool, log=print, memory_budget_gib: float = ACTIVATION_BUDGET_GIB) -> dict:
-    """Build voice_dir/vocoder.plan and write its metadata; returns the metadata."""
+    """Build voice_dir/vocoder.plan and write its metadata; returns the metadata. `profile`: MEL's shapes (an
+    NSF vocoder's SOURCE follows them)."""
     source = voice_dir / VOCODER_ONNX
     built_from = voice_dir / (VOCODER_FP16_ONNX if precision == "fp16" else VOCODER_ONNX)
     for path in (source, built_from):
@@ -297,6 +331,7 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
                     else "python -m export MODEL_DIR --out EXPORT_DIR")
             raise BuildError(f"{path} is missing: run {hint} first")
     plan_path = voice_dir / VOCODER_PLAN
+    shapes = input_shapes(profile, built_from)
     trt = tensorrt_module()
     trtexec = shutil.which("trtexec")
     if trt is None and trtexec is None:
@@ -304,16 +339,17 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
                          "on a GPU host (docker compose run builder)")
     start = time.perf_counter()
     if trt is not None:
-        build_with_python(trt, built_from, plan_path, profile, timing_cache, log)
+        build_with_python(trt, built_from, plan_path, shapes, timing_cache, log)
         version, builder = trt.__version__, "tensorrt-python"
     else:
-        version, builder = build_with_trtexec(trtexec, built_from, plan_path, profile, timing_cache, log), "trtexec"
+        version, builder = build_with_trtexec(trtexec, built_from, plan_path, shapes, timing_cache, log), "trtexec"
     build_seconds = time.perf_counter() - start
     gpus = probe_gpus()
     metadata = {
         "gpu_name": gpus[0].name, "compute_capability": gpus[0].compute_capability, "tensorrt_version": version,
         "precision": precision, "builder": builder,
-        "profiles": [{"input": MEL.name, **{k: list(v) for k, v in asdict(profile).items()}}],
+        "profiles": [{"input": name, "min": list(low), "opt": list(opt), "max": list(high)}
+                     for name, (low, opt, high) in shapes.items()],
         "max_batch_size": profile.max[0], "max_frames": profile.max[2], "memory_budget_gib": memory_budget_gib,
         "hop_length": hop_length, "sample_rate": sample_rate,
         "source_onnx": source.name, "source_onnx_sha256": sha256(source),
@@ -329,12 +365,12 @@ def build_voice(voice_dir: Path, profile: Profile, precision: str, timing_cache:
                 + (f" profiles {tensor['profiles']}" if "profiles" in tensor else ""))
         runner = EngineRunner(engine)
         try:
-            metadata["engine_check"] = check_engine_output(runner, source, profile.min[1])
+            metadata["engine_check"] = check_engine_output(runner, source)
             check = metadata["engine_check"]
             log(f"engine vs FP32: max abs diff {check['max_abs_diff']:.2e}, SNR {check['snr_db']:.1f} dB, "
                 f"NaN/Inf {check['nonfinite']}")
             if bench:
-                metadata["benchmark"] = benchmark(runner, profile, hop_length, sample_rate, log)
+                metadata["benchmark"] = benchmark(runner, shapes, hop_length, sample_rate, log)
         finally:
             runner.close()
     plan_metadata_path(plan_path).write_text(json.dumps(metadata, indent=2) + "\n")

