@@ -1,6 +1,6 @@
 """The HTTP API of the Flask-style services we replace: JSON in, audio out; streamed; or as an async task.
 
-    POST /api/tts (and /tts)   {"text", "voice"?, "emotion"?, "speed"?, "format"?} -> the audio file
+    POST /api/tts (and /tts)   {"text", "voice"?, "emotion"?, "speed"?, "speaker"?, "seed"?, "format"?} -> the audio file
     POST /api/tts/stream       the same body -> the audio as it is made (wav with a streaming header, or pcm)
     POST /api/tts/async        the same body -> 202 {"task_id", "result_url"}
     GET  /api/tts/result/{id}  202 while running, the audio when done, the task's error, or 404
@@ -27,7 +27,8 @@ async def read_request(request: Request) -> tuple[Speech, AudioFormat]:
     body = parse_body(await request.body(), SpeakRequest)
     fmt = audio_format(body.format)  # before the catalogue: a wrong format needs no Triton to say so
     catalogue = await gateway.triton.catalogue()
-    return resolve(catalogue, body.text, body.voice, body.emotion, body.speed, gateway.settings), fmt
+    return resolve(catalogue, body.text, body.voice, body.emotion, body.speed, gateway.settings,
+                   speaker=body.speaker, seed=body.seed), fmt
 
 
 def audio_headers(fmt: AudioFormat, sample_rate: int, duration_s: float | None = None) -> dict[str, str]:

@@ -25,7 +25,8 @@ async def voices(request: Request) -> JSONResponse:
     return JSONResponse({
         "default_voice": catalogue.default_voice,
         "sample_rate": catalogue.sample_rate,
-        "voices": {name: {"emotions": list(v.emotions), "default_emotion": v.default_emotion}
+        "voices": {name: {"emotions": list(v.emotions), "default_emotion": v.default_emotion,
+                          "speakers": list(v.speakers)}
                    for name, v in catalogue.voices.items()},
         "speed": {"min": SPEED_RANGE[0], "max": SPEED_RANGE[1], "default": 1.0},
         "max_text_chars": gateway.settings.max_text_chars,

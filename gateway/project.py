@@ -10,12 +10,15 @@ from serving.contract import (
     CATALOGUE_PARAMETER,
     EMOTION,
     SAMPLE_RATE,
+    SEED,
+    SPEAKER,
     SPEED,
     TEXT,
     TTS,
     VOICE,
 )
 from serving.limits import MAX_TEXT_CHARS, SPEED_RANGE
+from serving.runtime.nsf import MAX_SEED
 
 __all__ = ["Ports", "free_port", "AUDIO", "CATALOGUE_MODEL", "CATALOGUE_PARAMETER", "EMOTION", "SAMPLE_RATE",
-           "SPEED", "TEXT", "TTS", "VOICE", "MAX_TEXT_CHARS", "SPEED_RANGE"]
+           "SEED", "SPEAKER", "SPEED", "TEXT", "TTS", "VOICE", "MAX_SEED", "MAX_TEXT_CHARS", "SPEED_RANGE"]

@@ -1,7 +1,8 @@
 """Requests to speak: the JSON bodies the gateway accepts, checked against the served voice catalogue.
 
 Checked here, before Triton sees them, so that every mistake gets a message naming the field and the
-accepted values: empty or too long text, unknown voice, emotion or format, speed out of range. Triton
+accepted values: empty or too long text, unknown voice, emotion, speaker or format, speed or seed out of
+range. Triton
 checks again (text it cannot read, SSML errors) and its INVALID_ARGUMENT messages come back as 400 too.
 """
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from gateway.audio import DEFAULT_FORMAT, FORMATS, AudioFormat
 from gateway.errors import EXAMPLE_BODY, ApiError, from_validation_error
-from gateway.project import SPEED_RANGE
+from gateway.project import MAX_SEED, SPEED_RANGE
 from gateway.settings import Settings
 from gateway.triton import Catalogue, Speech
 
@@ -26,6 +27,8 @@ class SpeakRequest(BaseModel):
     voice: str | None = Field(default=None, strict=True)
     emotion: str | None = Field(default=None, strict=True)
     speed: float = Field(default=1.0, strict=True)
+    speaker: str | None = Field(default=None, strict=True)
+    seed: int | None = Field(default=None, strict=True)
     format: str = Field(default=DEFAULT_FORMAT, strict=True)
 
 
@@ -72,8 +75,9 @@ def check_speed(speed: float) -> float:
 
 
 def resolve(catalogue: Catalogue, text: str, voice: str | None, emotion: str | None, speed: float,
-            settings: Settings, text_field: str = "text") -> Speech:
-    """A complete request for Triton: defaults filled in from the catalogue, every value checked."""
+            settings: Settings, text_field: str = "text", speaker: str | None = None, seed: int | None = None) -> Speech:
+    """A complete request for Triton: defaults filled in from the catalogue, every value checked (speaker and
+    seed left to the server's defaults when not given)."""
     voice = voice or catalogue.default_voice
     if voice not in catalogue.voices:
         raise ApiError(400, f"unknown voice {voice!r}: use one of {', '.join(catalogue.voices)} (GET /api/voices)")
@@ -81,4 +85,9 @@ def resolve(catalogue: Catalogue, text: str, voice: str | None, emotion: str | N
     emotion = emotion or catalogue.voices[voice].default_emotion
     if emotion not in emotions:
         raise ApiError(400, f"voice {voice!r} has no emotion {emotion!r}: use one of {', '.join(emotions)}")
-    return Speech(check_text(text, settings, text_field), voice, emotion, check_speed(speed))
+    speakers = catalogue.voices[voice].speakers
+    if speaker is not None and speaker not in speakers:
+        raise ApiError(400, f"voice {voice!r} has no speaker {speaker!r}: use one of {', '.join(speakers)}")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ApiError(400, f"'seed' {seed} is out of range: use 0 to {MAX_SEED}")
+    return Speech(check_text(text, settings, text_field), voice, emotion, check_speed(speed), speaker, seed)

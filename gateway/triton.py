@@ -19,7 +19,19 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError
-from gateway.project import AUDIO, CATALOGUE_MODEL, CATALOGUE_PARAMETER, EMOTION, SAMPLE_RATE, SPEED, TEXT, TTS, VOICE
+from gateway.project import (
+    AUDIO,
+    CATALOGUE_MODEL,
+    CATALOGUE_PARAMETER,
+    EMOTION,
+    SAMPLE_RATE,
+    SEED,
+    SPEAKER,
+    SPEED,
+    TEXT,
+    TTS,
+    VOICE,
+)
 
 log = logging.getLogger("gateway.triton")
 
@@ -45,12 +57,15 @@ class Speech:
     voice: str
     emotion: str
     speed: float
+    speaker: str | None = None  # the voice's own when None
+    seed: int | None = None  # an NSF voice's noise: the server's default when None
 
 
 @dataclass(frozen=True)
 class Voice:
     emotions: tuple[str, ...]
     default_emotion: str
+    speakers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,8 @@ class Catalogue:
     @classmethod
     def from_json(cls, text: str) -> "Catalogue":
         data = json.loads(text)
-        voices = {name: Voice(tuple(v["emotions"]), v["default_emotion"]) for name, v in data["voices"].items()}
+        voices = {name: Voice(tuple(v["emotions"]), v["default_emotion"], tuple(v["speakers"]))
+                  for name, v in data["voices"].items()}
         return cls(data["default_voice"], int(data["sample_rate"]), voices)
 
 
@@ -170,8 +186,15 @@ def _bytes_input(name: str, value: str) -> InferInput:
 def _inputs(speech: Speech) -> list[InferInput]:
     speed = InferInput(SPEED.name, [1, 1], "FP32")
     speed.set_data_from_numpy(np.array([[speech.speed]], dtype=np.float32))
-    return [_bytes_input(TEXT.name, speech.text), _bytes_input(VOICE.name, speech.voice),
-            _bytes_input(EMOTION.name, speech.emotion), speed]
+    inputs = [_bytes_input(TEXT.name, speech.text), _bytes_input(VOICE.name, speech.voice),
+              _bytes_input(EMOTION.name, speech.emotion), speed]
+    if speech.speaker is not None:
+        inputs.append(_bytes_input(SPEAKER.name, speech.speaker))
+    if speech.seed is not None:
+        seed = InferInput(SEED.name, [1, 1], "INT64")
+        seed.set_data_from_numpy(np.array([[speech.seed]], dtype=np.int64))
+        inputs.append(seed)
+    return inputs
 
 
 def _outputs() -> list[InferRequestedOutput]:

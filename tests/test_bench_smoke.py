@@ -189,3 +189,19 @@ def test_baseline_server_answers_wav_and_clear_errors(model_dir, torch_threads_r
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_families_benchmark_runs_for_every_family(tmp_path):
+    """bench.families on tiny fixtures: every family exported and timed, a summary row and the plot each."""
+    from bench.families import BASELINE_FAMILY, run
+    from models.fixtures import FAMILIES
+
+    results = run(tmp_path, repeats=1, seconds=0.2, threads=1, size="tiny", log=lambda _: None)
+    assert list(results["families"]) == list(FAMILIES)
+    for name, family in results["families"].items():
+        assert family["vocoder"]["median"] > 0 and family["acoustic"]["median"] > 0
+        assert ("source" in family) == family["nsf"]
+    assert results["families"][BASELINE_FAMILY]["vocoder_vs_emo16k"]["median"] == 1.0
+    summary = (tmp_path / "summary.md").read_text()
+    assert all(f"| {name} |" in summary for name in FAMILIES)
+    assert (tmp_path / "vocoder_rtf.png").stat().st_size > 0

@@ -61,7 +61,7 @@ def test_api_tts_answers_a_16_bit_wav_of_what_triton_says(http, triton_client):
 
 
 def test_flask_style_path_and_every_option(http, triton_client):
-    body = {"text": TEXT, "voice": "zhitian_emo", "emotion": "happy", "speed": 1.5}
+    body = {"text": TEXT, "voice": "zhitian_emo", "emotion": "happy", "speed": 1.5, "speaker": "F7", "seed": 7}
     response = http.post("/tts", json=body)
     assert response.status_code == 200
     samples, _ = wav_samples(response.content)
@@ -106,6 +106,9 @@ BAD_REQUESTS = {
     "voice-unknown": ({"text": "你好", "voice": "nobody"}, 400, "unknown voice 'nobody': use one of zhitian_emo"),
     "voice-not-a-string": ({"text": "你好", "voice": 3}, 400, "'voice': Input should be a valid string"),
     "emotion-unknown": ({"text": "你好", "emotion": "furious"}, 400, "has no emotion 'furious'"),
+    "speaker-unknown": ({"text": "你好", "speaker": "M7"}, 400, "has no speaker 'M7': use one of F7"),
+    "seed-negative": ({"text": "你好", "seed": -1}, 400, "'seed' -1 is out of range"),
+    "seed-not-a-number": ({"text": "你好", "seed": "lucky"}, 400, "'seed': Input should be a valid integer"),
     "format-unknown": ({"text": "你好", "format": "aac"}, 400, "unknown format 'aac': use one of wav"),
     "speed-too-high": ({"text": "你好", "speed": 2.5}, 400, "out of range: use 0.5 to 2"),
     "speed-zero": ({"text": "你好", "speed": 0}, 400, "out of range"),
@@ -139,6 +142,7 @@ def test_voices_health_and_readiness(http):
     voices = http.get("/api/voices").json()
     assert voices["default_voice"] == "zhitian_emo" and voices["sample_rate"] == 16000
     assert "happy" in voices["voices"]["zhitian_emo"]["emotions"]
+    assert voices["voices"]["zhitian_emo"]["speakers"] == ["F7"]
     assert voices["speed"] == {"min": 0.5, "max": 2.0, "default": 1.0}
     assert voices["formats"] == ["wav", "flac", "mp3", "opus", "pcm"]
     assert http.get("/healthz").json() == {"status": "ok"}
