@@ -14,10 +14,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
-
-import numpy as np
 
 from models.hifigan import KanHifiGanGenerator, VocoderConfigError
 from models.model_dir import ModelDir, ModelDirError, Voice
