@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +61,7 @@ from serving.contract import (
     VOICE_INDEX,
     ExportConfig,
 )
-from serving.pipeline import Pipeline
-from serving.runtime.sessions import RuntimeOptions
+from serving.pipeline import Pipeline, config_parameters
 from tts_client import TTSClient
 from tts_client.client import TTSError
 
@@ -125,23 +123,19 @@ class SoakReport:
 
 
 class Reference:
-    """The serving pipeline of a CPU model repository, run in this process for the checks (one thread)."""
+    """The serving pipeline of a CPU model repository, with its configs' settings, run in this process for the checks."""
 
     def __init__(self, repository: Path):
-        acoustic_dir, vocoder_dir = repository / ACOUSTIC.name / "1", repository / VOCODER.name / "1"
+        acoustic_dir = repository / ACOUSTIC.name / "1"
         if not (acoustic_dir / EXPORT_CONFIG_FILE).is_file():
             raise SoakError(f"{repository} is not a generated model repository (no {ACOUSTIC.name}/1/{EXPORT_CONFIG_FILE}): "
                             "generate one with python -m deploy.repository EXPORT_DIR --target cpu")
-        config = ExportConfig.read(acoustic_dir)
-        # The vocoder's runtime, as the server's vocoder model reads it from its config.
-        runtime = re.search(r'key: "runtime" value \{ string_value: "(\w+)" \}',
-                            (repository / VOCODER.name / "config.pbtxt").read_text())
-        if runtime is None:
+        if "runtime" not in config_parameters(repository / VOCODER.name / "config.pbtxt"):
             raise SoakError(f"{repository} is not a CPU model repository (its vocoder has no runtime parameter): "
                             "generate one with python -m deploy.repository EXPORT_DIR --target cpu")
+        config = ExportConfig.read(acoustic_dir)
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
-        self.pipeline = Pipeline.load(config, acoustic_dir, vocoder_dir, RuntimeOptions(intra_op_threads=1),
-                                      runtime.group(1))
+        self.pipeline = Pipeline.from_repository(repository)
         self._expected: dict[str, int] = {}
 
     def expected_samples(self, text: str) -> int:

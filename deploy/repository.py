@@ -3,9 +3,10 @@
     python -m deploy.repository EXPORT_DIR --target cpu|gpu --out DIR [--vocoder-precision auto|fp32|bf16]
 
 The templates and thin model.py adapters live in model_repository/; the target's deploy settings
-(instances, queue delays, threads, providers) in deploy/targets/<target>.yaml. This fills the templates
-in with those settings and the export's own numbers (export.json, serving.limits), copies the graph
-files next to the models that run them, and writes the warmup inputs. One source of truth for both
+(instances, queue delays, providers, graph backends, vocoder buckets) in deploy/targets/<target>.yaml.
+This fills the templates in with those settings, the export's own numbers (export.json, serving.limits)
+and each instance's thread count (derived from this machine's cores, `instance_threads`), copies the
+graph files next to the models that run them, and writes the warmup inputs. One source of truth for both
 targets: the `tts` ensemble and the vocoder model are the same on both; a GPU repository adds the
 TensorRT engine model that the vocoder model calls.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ from serving.contract import (
     ACOUSTIC_GRAPHS,
     CATALOGUE_MODEL,
     CATALOGUE_PARAMETER,
-    CPU_VOCODER_FILES,
     EXPORT_CONFIG_FILE,
     FRONTEND,
     JOIN,
@@ -52,6 +53,7 @@ TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 TARGETS = ("cpu", "gpu")
 PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
 ENGINE_LIMITS = ("max_batch_size", "max_frames")  # of the engine's profile, in its metadata
+GRAPH_MODELS = (ACOUSTIC, VOCODER)  # the models whose instances run graphs with threads of their own
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
 
@@ -74,7 +76,8 @@ class TargetSettings:
     """deploy/targets/<target>.yaml."""
 
     providers: list[str]
-    intra_op_threads: int
+    acoustic_backends: dict[str, str]  # graph file -> onnxruntime | openvino
+    vocoder_bucket_frames: int
     models: dict[str, ModelSettings]
 
     @classmethod
@@ -82,8 +85,19 @@ class TargetSettings:
         if target not in TARGETS:
             raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
-        return cls(data["providers"], data["intra_op_threads"],
+        return cls(data["providers"], data["acoustic_backends"], data["vocoder_bucket_frames"],
                    {name: ModelSettings(**values) for name, values in data["models"].items()})
+
+    def instance_threads(self, cores: int) -> int:
+        """Threads per instance of the models that run graphs (acoustic, vocoder): the cores divided among
+        all their instances, at least one each, so that together they never outnumber the cores."""
+        instances = sum(self.models[model.name].instances for model in GRAPH_MODELS if model.name in self.models)
+        return max(1, cores // instances)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0))
 
 
 def pbtxt_string(text: str) -> str:
@@ -124,14 +138,19 @@ def read_engine_metadata(export_dir: Path, voices: list[str]) -> dict:
 
 
 def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print,
-             settings: TargetSettings | None = None) -> Path:
+             settings: TargetSettings | None = None, cores: int | None = None) -> Path:
     """vocoder_precision (CPU target only): fp32, bf16 or auto (deploy.vocoder_precision.choose);
-    settings: the target's deploy settings (default: deploy/targets/<target>.yaml)."""
+    settings: the target's deploy settings (default: deploy/targets/<target>.yaml);
+    cores: what the instances' threads are derived from (default: this machine's, available_cores())."""
     settings = settings or TargetSettings.read(target)
     export_dir, out = Path(export_dir), Path(out)
     config = ExportConfig.read(export_dir)
     voices = config.voice_names()
-    runtime_options = {"providers": ",".join(settings.providers), "intra_op_threads": str(settings.intra_op_threads)}
+    cores = cores or available_cores()
+    threads = settings.instance_threads(cores)
+    log(f"threads per {' and '.join(m.name for m in GRAPH_MODELS)} instance: {threads} ({cores} core(s))")
+    graph_settings = {"providers": ",".join(settings.providers), "threads": str(threads)}
+    vocoder_settings = {**graph_settings, "bucket_frames": str(settings.vocoder_bucket_frames)}
     max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
@@ -140,16 +159,17 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         runtime = TENSORRT
         values["engine_max_batch_size"] = engine["max_batch_size"]
         max_frames = min(max_frames, engine["max_frames"])  # a sentence the engine cannot take is refused earlier
-        vocoder = {**runtime_options, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
+        vocoder = {**vocoder_settings, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
     else:
         try:
             runtime, why = choose(export_dir, voices, vocoder_precision, cpu_flags())
         except PrecisionError as e:
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
-        vocoder = {**runtime_options, "runtime": runtime}
+        vocoder = {**vocoder_settings, "runtime": runtime}
     parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
-                  ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
+                  ACOUSTIC.name: {**graph_settings, "backends": json.dumps(settings.acoustic_backends),
+                                  "max_sentence_frames": str(max_frames)},
                   VOCODER.name: vocoder}
 
     if out.exists():
@@ -176,8 +196,7 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         copy(plan_metadata_path(plan), plan_metadata_path(out / VOCODER_ENGINE.name / "1" / "model.plan"))
     else:
         for voice in voices:
-            vocoder_file = CPU_VOCODER_FILES[runtime]
-            copy(export_dir / voice / vocoder_file, out / VOCODER.name / "1" / voice / vocoder_file)
+            copy(export_dir / voice / VOCODER_ONNX, out / VOCODER.name / "1" / voice / VOCODER_ONNX)
 
     write_warmup(out)
     # The response cache keys `tts` answers by its version: a repository with other contents gets another

@@ -4,7 +4,7 @@ Built from `voc/config.yaml`'s `Model.Generator.params` as `KanHifiGanGenerator(
 and parameter names follow KAN-TTS so its checkpoints load with `load_state_dict(strict=True)`.
 
 Each stage i: x = sin(x) + x, then the sum of a nearest-neighbour "repeat" upsampling branch and a
-transposed-conv branch (cut to the repeat branch's length), then the mean of the residual blocks.
+transposed-conv branch (cut to the same length), then the mean of the residual blocks.
 
 Causal variant: every conv sees only the past (zero left padding) and the transposed convs drop
 their right overhang, so a sample never depends on later frames. In a padded batch an item's valid
@@ -45,9 +45,11 @@ class Conv1d(nn.Module):
 
 
 class ConvTranspose1d(nn.Module):
-    """Weight-normalised transposed conv; the caller cuts its output to `stride * frames` samples.
+    """Weight-normalised transposed conv whose output is cut to `stride * frames` samples.
 
     Causal: no padding, so the cut drops the right overhang. Non-causal: (k - s) // 2 on each side.
+    KAN-TTS cuts to the repeat branch's length; that overhang is a constant of the layer, so it is cut
+    here by a fixed amount (an ONNX Slice of constants rather than one computed from shapes).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, causal: bool):
@@ -56,9 +58,12 @@ class ConvTranspose1d(nn.Module):
         self.deconv = legacy_weight_norm(
             nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, padding=padding)
         )
+        # Output length (T - 1) * s + k - 2 * padding = T * s + overhang.
+        self.overhang = kernel_size - stride - 2 * padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.deconv(x)
+        y = self.deconv(x)
+        return y[:, :, : -self.overhang] if self.overhang else y
 
 
 class ResidualBlock(nn.Module):
@@ -144,9 +149,7 @@ class KanHifiGanGenerator(nn.Module):
         blocks_per_stage = len(self.resblock_kernel_sizes)
         for i in range(len(self.upsample_scales)):
             x = torch.sin(x) + x
-            repeated = self.repeat_upsamples[i](x)
-            transposed = self.transpose_upsamples[i](x)
-            x = repeated + transposed[:, :, : repeated.shape[-1]]
+            x = self.repeat_upsamples[i](x) + self.transpose_upsamples[i](x)
             blocks = self.conv_blocks[i * blocks_per_stage : (i + 1) * blocks_per_stage]
             x = sum(block(x) for block in blocks) / blocks_per_stage
         # KAN-TTS uses the default slope (0.01) here, not the configured one.

@@ -29,7 +29,7 @@ class ModelArgs:
         return ExportConfig.read(self.files)
 
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(tuple(self.parameters["providers"].split(",")), int(self.parameters["intra_op_threads"]))
+        return RuntimeOptions.from_parameters(self.parameters)
 
 
 def execute(pb_utils, step: Step, requests: list) -> list:

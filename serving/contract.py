@@ -6,7 +6,7 @@ from it, what the Triton models exchange, and what the in-process pipeline runs:
     <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
     <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
     <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] -> WAV [batch, 1, samples]
-    <export dir>/<voice>/vocoder.bf16.pt2      the BF16 CPU vocoder and its quality record (optional)
+    <export dir>/<voice>/vocoder.bf16.json     the quality record of that vocoder run in BF16 (CPU, OpenVINO)
     <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
     <export dir>/<voice>/vocoder.plan          the TensorRT engine and vocoder.plan.json, its metadata (GPU hosts)
 
@@ -25,7 +25,7 @@ from serving.symbols import STREAMS, Vocabulary
 # -- the export directory ------------------------------------------------------------------------
 
 EXPORT_CONFIG_FILE = "export.json"
-FORMAT_VERSION = 2  # 2: one audio settings type, upper-case vocoder tensors
+FORMAT_VERSION = 3  # 2: one audio settings type, upper-case vocoder tensors; 3: a vocoder graph OpenVINO runs in BF16
 
 # The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
 ENCODER = "encoder.onnx"
@@ -36,17 +36,15 @@ POSTNET = "postnet.onnx"
 ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
 
 VOCODER_ONNX = "vocoder.onnx"
-VOCODER_BF16 = "vocoder.bf16.pt2"  # a torch.export program (export.vocoder_bf16)
-VOCODER_BF16_CHECK = "vocoder.bf16.json"  # its quality record against FP32 (BF16Check)
+VOCODER_BF16_CHECK = "vocoder.bf16.json"  # the BF16 CPU vocoder's quality record against FP32 (BF16Check)
 VOCODER_FP16_ONNX = "vocoder_fp16.onnx"  # FP16 with FP32 islands (export.fp16_check)
 FP16_CHECK_REPORT = "fp16_check.json"
 VOCODER_PLAN = "vocoder.plan"
 TIMING_CACHE = "trt_timing.cache"  # in the export directory itself, shared by the voices' engine builds
 
-# What the vocoder model runs (its "runtime" parameter): on CPU a precision, each with its file; on a
-# GPU host the TensorRT engine, served as the model VOCODER_ENGINE.
+# What the vocoder model runs (its "runtime" parameter): on CPU VOCODER_ONNX on OpenVINO at a precision;
+# on a GPU host the TensorRT engine, served as the model VOCODER_ENGINE.
 FP32, BF16, TENSORRT = "fp32", "bf16", "tensorrt"
-CPU_VOCODER_FILES = {FP32: VOCODER_ONNX, BF16: VOCODER_BF16}
 
 
 def plan_metadata_path(plan: Path) -> Path:
@@ -203,15 +201,16 @@ MAX_DISTANCE_RISE = 0.10  # ln-mel L1 to the input speech may rise by at most 10
 
 @dataclass(frozen=True)
 class BF16Check:
-    """The export's record of one voice's BF16 vocoder against its FP32 vocoder (VOCODER_BF16_CHECK)."""
+    """The export's record of one voice's vocoder run in BF16 against FP32 (VOCODER_BF16_CHECK)."""
 
     sentences: list[str]
     l1_vs_fp32: list[float]  # per sentence
+    in_bf16: bool = True  # False: the exporting CPU has no BF16, so both runs were FP32 and nothing was measured
     max_l1_vs_fp32: float = MAX_L1_VS_FP32
 
     @property
     def holds(self) -> bool:
-        return bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
+        return self.in_bf16 and bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
 
     def write(self, voice_dir: Path) -> Path:
         path = Path(voice_dir) / VOCODER_BF16_CHECK
@@ -222,7 +221,9 @@ class BF16Check:
     def read(cls, voice_dir: Path) -> "BF16Check":
         data = json.loads((Path(voice_dir) / VOCODER_BF16_CHECK).read_text())
         # The bound is this code's, not the file's: an old record cannot loosen it.
-        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"])
+        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"], in_bf16=data["in_bf16"])
 
     def summary(self) -> str:
+        if not self.in_bf16:
+            return "BF16 not measured (the exporting CPU has no BF16: export on a CPU with avx512_bf16 or amx_bf16)"
         return f"BF16 vs FP32 log-mel L1 {max(self.l1_vs_fp32):.4f} (bound {self.max_l1_vs_fp32})"

@@ -34,6 +34,7 @@ from models.reference import synthesize
 from models.sambert import predict_log_durations
 from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX
 from serving.runtime.acoustic import AcousticInputError, AcousticRuntime
+from serving.runtime.sessions import OPENVINO, RuntimeOptions
 from serving.runtime.vocoder import VocoderRuntime
 from serving.symbols import STREAMS
 
@@ -61,7 +62,7 @@ def voice_dir(voice, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime(voice_dir):
-    return AcousticRuntime(voice_dir, intra_op_threads=1)
+    return AcousticRuntime(voice_dir, RuntimeOptions(intra_op_threads=1))
 
 
 def boundary_distance(log_durations: np.ndarray, scale: float, r: int) -> float:
@@ -180,11 +181,19 @@ def test_parity_batch_of_eight_different_lengths(voice, runtime):
     assert np.abs(alone - together).max() <= 1e-5
 
 
+def test_parity_with_every_graph_on_openvino(voice, voice_dir):
+    """The acoustic graphs on OpenVINO (FP32) give PyTorch's durations and mels, as on ONNX Runtime."""
+    on_openvino = AcousticRuntime(voice_dir, RuntimeOptions(intra_op_threads=1,
+                                                            backends={g: OPENVINO for g in ACOUSTIC_GRAPHS}))
+    items = pick_sentences(voice, BATCH_LENGTHS, BATCH_SCALES, seed=4)
+    check_parity(voice, on_openvino, items, BATCH_SCALES)
+
+
 def test_waveform_parity_through_the_vocoder(voice, runtime, tmp_path):
     items = pick_sentences(voice, [10, 6], [1.0, 1.0], seed=3)
     vocoder_path = export_vocoder(voice.vocoder, tmp_path / VOCODER_ONNX, kan_vocoder_meta(voice.vocoder),
                                   log=lambda line: None)
-    audio = VocoderRuntime(vocoder_path, intra_op_threads=1).vocode(runtime.synthesize(items, [1.0, 1.0]))
+    audio = VocoderRuntime(vocoder_path, threads=1).vocode(runtime.synthesize(items, [1.0, 1.0]))
     diffs = []
     for wave, item in zip(audio, reference(voice, items, [1.0, 1.0])):
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Sambert on ONNX Runtime: a batch of id sequences in, one mel per item out (numpy and onnxruntime only).
+"""Sambert on ONNX Runtime or OpenVINO: a batch of id sequences in, one mel per item out (no torch).
 
 Runs the graphs written by export.onnx_acoustic the way models.reference runs the PyTorch model:
 
@@ -14,6 +14,10 @@ batch. The decoder's attention is banded: a step sees only the last `band` cache
 positions [step, step + band]. So the runtime hands a step only that window of the key/value cache
 and of the memory keys/values (the graph's masks are relative to the window it is given), which keeps
 the cost of a step independent of the sentence length.
+
+Each graph runs on the backend that RuntimeOptions.backends names for it (ONNX Runtime by default):
+the decoder step is called once per step, so a backend's per-call overhead matters as much as its
+kernels (deploy/targets/cpu.yaml, measured by `python -m bench.acoustic_backends`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from serving.contract import (
     META_VOCABULARY_SIZES,
     POSTNET,
 )
-from serving.runtime.sessions import create_session, session_options
+from serving.runtime.sessions import ONNXRUNTIME, RuntimeOptions, open_graph
 from serving.symbols import STREAMS
 
 ID_COLUMNS = len(STREAMS)  # sy, tone, syllable_flag, word_segment, emotion, speaker
@@ -109,18 +113,15 @@ class Durations:
 class AcousticRuntime:
     """The acoustic graphs of one voice (DIR/<voice>/ of an export)."""
 
-    def __init__(self, voice_dir: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
+    def __init__(self, voice_dir: str | Path, options: RuntimeOptions = RuntimeOptions()):
         voice_dir = Path(voice_dir)
         missing = [name for name in ACOUSTIC_GRAPHS if not (voice_dir / name).is_file()]
         if missing:
             raise AcousticModelError(
                 f"{voice_dir} lacks {', '.join(missing)}: export the model again (python -m export MODEL_DIR --out DIR)"
             )
-        options = session_options(intra_op_threads)
-        providers = providers or ["CPUExecutionProvider"]
-        self.sessions = {
-            name: create_session(voice_dir / name, options, providers) for name in ACOUSTIC_GRAPHS
-        }
+        self.graphs = {name: open_graph(voice_dir / name, options.backends.get(name, ONNXRUNTIME), options)
+                       for name in ACOUSTIC_GRAPHS}
         encoder_meta = self._metadata(voice_dir, ENCODER, (META_MAX_LEN, META_VOCABULARY_SIZES))
         self.max_len = int(encoder_meta[META_MAX_LEN])
         sizes = json.loads(encoder_meta[META_VOCABULARY_SIZES])
@@ -134,7 +135,7 @@ class AcousticRuntime:
         self.num_mels = self._input_shape(DECODER_STEP, "previous_frame")[1]
 
     def _metadata(self, voice_dir: Path, graph: str, keys: tuple[str, ...]) -> dict[str, str]:
-        props = self.sessions[graph].get_modelmeta().custom_metadata_map
+        props = self.graphs[graph].metadata
         missing = [key for key in keys if key not in props]
         if missing:
             raise AcousticModelError(
@@ -144,10 +145,10 @@ class AcousticRuntime:
         return props
 
     def _input_shape(self, graph: str, name: str) -> list:
-        return next(i.shape for i in self.sessions[graph].get_inputs() if i.name == name)
+        return self.graphs[graph].input_shapes[name]
 
     def _run(self, graph: str, **feeds: np.ndarray) -> list[np.ndarray]:
-        return self.sessions[graph].run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return self.graphs[graph].run({k: np.ascontiguousarray(v) for k, v in feeds.items()})
 
     # -- the public calls --------------------------------------------------------------------
 
