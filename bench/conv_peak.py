@@ -61,7 +61,8 @@ def conv_flops(model: onnx.ModelProto, input_shape: list[int]) -> float:
 def peak_conv(path: Path) -> onnx.ModelProto:
     weight = np.random.default_rng(0).standard_normal((PEAK_CHANNELS, PEAK_CHANNELS, PEAK_KERNEL)).astype(np.float32)
     node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[PEAK_KERNEL // 2] * 2)
-    graph = helper.make_graph([node], "peak", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, PEAK_CHANNELS, None])],
+    graph = helper.make_graph([node], "peak",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, PEAK_CHANNELS, None])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -114,7 +115,8 @@ def main() -> None:
                          best / VOCODER_SECONDS, achieved, achieved / peaks[precision]))
             print(f"[bench.conv_peak] vocoder {graph.precision}: RTF {best / VOCODER_SECONDS:.3f}, "
                   f"{achieved:.0f} GFLOP/s", flush=True)
-    lines = ["| what | precision | GFLOP | best s | median s | RTF | GFLOP/s | of the peak |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| what | precision | GFLOP | best s | median s | RTF | GFLOP/s | of the peak |",
+             "|---|---|---|---|---|---|---|---|"]
     for what, precision, gflop, best, median, rtf, rate, share in rows:
         lines.append(f"| {what} | {precision.upper()} | {gflop:.1f} | {best:.3f} | {median:.3f} | "
                      f"{'–' if rtf is None else f'{rtf:.3f}'} | {rate:.0f} | {share:.0%} |")

@@ -18,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench.report import describe_machine
 from deploy.launcher import TritonServer, triton_env
+from serving.contract import ACOUSTIC, VOCODER
+from serving.pipeline import config_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +98,7 @@ def main() -> None:
     write_input_data(data)
     results: dict[str, list[dict]] = {}
     started = time.time()
+    load_before = os.getloadavg()[0]
     with TritonServer(args.repository, log_path=args.repository.parent / "perf_tritonserver.log") as server:
         for protocol in args.protocols:
             url = server.grpc_url if protocol == "grpc" else server.http_url
@@ -108,9 +112,16 @@ def main() -> None:
             for c in args.concurrency:
                 (args.out / f"{protocol}_c{c}.csv").unlink()
     plot(results, args.out / "perf.png")
+    machine = describe_machine()
+    vocoder, acoustic = (config_parameters(args.repository / m.name / "config.pbtxt") for m in (VOCODER, ACOUSTIC))
     lines = [f"# perf_analyzer: `tts` ensemble, no response cache ({time.strftime('%Y-%m-%d')})", "",
-             f"Repository: {args.repository}; texts: {sum(map(len, SENTENCES.values()))} sentences "
+             f"Repository: {args.repository} (vocoder runtime {vocoder.get('runtime')}, "
+             f"{vocoder.get('threads')} thread(s) per vocoder and acoustic instance, acoustic backends "
+             f"{acoustic.get('backends')}); texts: {sum(map(len, SENTENCES.values()))} sentences "
              "(short, medium, long) cycled; latencies in ms.", "",
+             f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
+             + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+             + f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared cores).", "",
              "| protocol | concurrency | requests/s | p50 | p90 | p99 |", "|---|---|---|---|---|---|"]
     for protocol, rows in results.items():
         for r in rows:

@@ -264,7 +264,8 @@ def machine_line(threads: int) -> str:
                                                    "amx_int8"))
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return (f"{model}, {len(os.sched_getaffinity(0))} cores ({', '.join(flags)}; OpenVINO's CPU capabilities: "
-            f"{', '.join(capabilities)}); openvino {openvino.__version__.split('-')[0]}, onnxruntime {ort.__version__}, "
+            f"{', '.join(capabilities)}); openvino {openvino.__version__.split('-')[0]}, "
+            f"onnxruntime {ort.__version__}, "
             f"torch {torch.__version__}; {threads} thread(s); load average {os.getloadavg()[0]:.1f} at the end "
             "(the cores are shared with other jobs)")
 

@@ -123,13 +123,14 @@ class SoakReport:
 
 
 class Reference:
-    """The serving pipeline of a CPU model repository, with its configs' settings, run in this process for the checks."""
+    """The serving pipeline of a CPU model repository with its configs' settings, run in this process."""
 
     def __init__(self, repository: Path):
         acoustic_dir = repository / ACOUSTIC.name / "1"
         if not (acoustic_dir / EXPORT_CONFIG_FILE).is_file():
-            raise SoakError(f"{repository} is not a generated model repository (no {ACOUSTIC.name}/1/{EXPORT_CONFIG_FILE}): "
-                            "generate one with python -m deploy.repository EXPORT_DIR --target cpu")
+            raise SoakError(f"{repository} is not a generated model repository (no "
+                            f"{ACOUSTIC.name}/1/{EXPORT_CONFIG_FILE}): generate one with "
+                            "python -m deploy.repository EXPORT_DIR --target cpu")
         if "runtime" not in config_parameters(repository / VOCODER.name / "config.pbtxt"):
             raise SoakError(f"{repository} is not a CPU model repository (its vocoder has no runtime parameter): "
                             "generate one with python -m deploy.repository EXPORT_DIR --target cpu")

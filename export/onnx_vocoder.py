@@ -124,7 +124,8 @@ def fold_pads_into_convs(model: onnx.ModelProto) -> int:
             continue
         own = list(attributes["pads"].ints) if "pads" in attributes else [0] * (2 * (rank - 2))
         spatial = rank - 2
-        merged = [own[i] + begin[2 + i] for i in range(spatial)] + [own[spatial + i] + end[2 + i] for i in range(spatial)]
+        merged = ([own[i] + begin[2 + i] for i in range(spatial)]
+                  + [own[spatial + i] + end[2 + i] for i in range(spatial)])
         if "pads" in attributes:
             conv.attribute.remove(attributes["pads"])
         conv.attribute.append(onnx.helper.make_attribute("pads", merged))
