@@ -1,6 +1,6 @@
 """perf_analyzer against the `tts` ensemble over gRPC and HTTP, a concurrency sweep, CSV + plot.
 
-    scripts/perf.sh [--repository build/model_repository] [--concurrency 1 2 4 8 16]
+    scripts/perf.sh [--repository build/serve-0/model_repository] [--concurrency 1 2 4 8 16]
 
 Starts its own tritonserver WITHOUT the response cache (perf_analyzer cycles through its inputs, so
 a cache would turn the sweep into a cache benchmark), feeds real Chinese sentences (short, medium,
@@ -86,7 +86,8 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
+    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "serve-0" / "model_repository",
+                        help="a generated CPU repository (default: the one scripts/serve.sh writes)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--protocols", nargs="+", default=["grpc", "http"])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
