@@ -3,12 +3,13 @@
     .venv/bin/python -m bench.acoustic_backends [--threads 1] [--repeats 5] [--out results/acoustic_backends.md]
 
 The full-size fixture's acoustic graphs run the real loops once (serving.runtime.acoustic, ONNX Runtime)
-over the check sentences, one at a time and as one batch of 8, and every graph call's inputs are kept. Each
+over --sentences sentences of the benchmark's texts (bench.texts), one at a time and in batches of 8, and every graph call's inputs are kept. Each
 graph's recorded calls are then replayed on both backends in turn (same thread count, the served
 settings of serving.runtime.sessions), --repeats times, after a warm-up pass over every call (the
 first call at a shape costs more on both; a server meets each shape again and again). Per graph: the
 milliseconds per synthesis, calls, microseconds per call, the faster backend and the largest output
-difference between the two. deploy/targets/cpu.yaml's acoustic_backends takes the faster one per graph.
+difference between the two. deploy/targets/cpu.yaml's acoustic_backends puts a graph on OpenVINO only
+where OpenVINO is faster both one at a time and batched, and keeps ONNX Runtime otherwise.
 """
 
 from __future__ import annotations
