@@ -100,12 +100,12 @@ def ort_session(path: Path, threads: int) -> Vocode:
     return lambda mel: session.run(None, {"MEL": mel})[0]
 
 
-def torch_module(module: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Vocode:
-    module = module.to(dtype)
+def torch_module(module: torch.nn.Module) -> Vocode:
+    """An eager torch module, FP32 in and out (whatever it computes in between)."""
 
     def vocode(mel: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return module(torch.from_numpy(mel).to(dtype)).float().numpy()
+            return module(torch.from_numpy(mel)).float().numpy()
 
     return vocode
 
