@@ -97,8 +97,8 @@ class OpenVinoGraph:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = _core().compile_model(model, "CPU", config)
         # What the plugin really runs: BF16 asked for on a CPU without it falls back to FP32.
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        self.precision = OV_BF16 if "bf16" in self.precision or "bfloat16" in self.precision else OV_FP32
+        runs = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        self.precision = OV_BF16 if "bf16" in runs or "bfloat16" in runs else OV_FP32
         self.request = self.compiled.create_infer_request()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
