@@ -197,6 +197,10 @@ class ExportConfig:
 # The quality bound of a low-precision CPU vocoder, on real speech (results/precision.md).
 MAX_L1_VS_FP32 = 0.10  # mean |ln-mel(low precision) - ln-mel(FP32)| of the two outputs, re-analysed
 MAX_DISTANCE_RISE = 0.10  # ln-mel L1 to the input speech may rise by at most 10 % of FP32's
+# A request's audio in a batch vs alone: FP32 within a waveform difference; BF16 within a re-analysed ln-mel
+# L1, since the acoustic model's float noise between batch and single (~1e-6) passes through BF16 rounding.
+MAX_FP32_BATCH_DIFF = 1e-3
+MAX_BF16_BATCH_L1 = 0.03
 
 
 @dataclass(frozen=True)

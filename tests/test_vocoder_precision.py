@@ -24,6 +24,7 @@ from models.mel import log_mel_l1, log_mel_spectrogram
 from serving.contract import (
     BF16,
     FP32,
+    MAX_BF16_BATCH_L1,
     MAX_DISTANCE_RISE,
     MAX_L1_VS_FP32,
     VOCODER_BF16_CHECK,
@@ -41,8 +42,7 @@ BATCH_FRAMES = [37, 11, 24, 3, 30, 17, 6, 26]  # unequal, so a padded batch woul
 NATIVE, EMULATED = {"avx512f", "avx512_bf16"}, {"avx512f", "avx2"}
 # End to end, the acoustic model's batch-vs-single mel difference (FP32 summation order, ~1e-6) reaches
 # the BF16 vocoder, which rounds between layers: the audio of a batched request may then differ from its
-# single run by at most this re-analysed log-mel L1 (BF16 vs FP32 itself is ~0.05 on the universal V1).
-END_TO_END_MAX_L1 = 0.03
+# single run by at most MAX_BF16_BATCH_L1 (BF16 vs FP32 itself is ~0.05 on the universal V1).
 AM_BATCH_NOISE = 1e-6
 HAS_BF16 = any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16"))
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native BF16 (avx512_bf16 or amx_bf16)")
@@ -187,7 +187,7 @@ def test_bf16_end_to_end_batch_noise_stays_within_its_bound(universal_v1):
     noisy = mel + np.float32(AM_BATCH_NOISE) * np.random.default_rng(0).standard_normal(mel.shape).astype(np.float32)
     runtime = VocoderRuntime(path, BF16, threads=2)
     alone, batched = (log_mel_spectrogram(audio, analysis) for audio in runtime.vocode([mel, noisy]))
-    assert log_mel_l1(alone, batched) <= END_TO_END_MAX_L1
+    assert log_mel_l1(alone, batched) <= MAX_BF16_BATCH_L1
 
 
 # --- the wiring: the export's quality record, repository, vocoder step --------------------------------
