@@ -4,7 +4,7 @@ What `python -m export` writes into an export directory, what the model reposito
 from it, what the Triton models exchange, and what the in-process pipeline runs:
 
     <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
-    <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
+    <export dir>/<voice>/encoder.onnx ...      the six acoustic graphs (ACOUSTIC_GRAPHS)
     <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] -> WAV [batch, 1, samples]
     <export dir>/<voice>/vocoder.bf16.pt2      the BF16 CPU vocoder and its quality record (optional)
     <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
@@ -25,15 +25,16 @@ from serving.symbols import STREAMS, Vocabulary
 # -- the export directory ------------------------------------------------------------------------
 
 EXPORT_CONFIG_FILE = "export.json"
-FORMAT_VERSION = 2  # 2: one audio settings type, upper-case vocoder tensors
+FORMAT_VERSION = 3  # 3: the postnet as two graphs, the vocoder's context frames; 2: one audio settings type
 
 # The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
 ENCODER = "encoder.onnx"
 DURATION_STEP = "duration_step.onnx"
 DECODER_MEMORY = "decoder_memory.onnx"
 DECODER_STEP = "decoder_step.onnx"
-POSTNET = "postnet.onnx"
-ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
+POSTNET_FSMN = "postnet_fsmn.onnx"
+POSTNET_LSTM = "postnet_lstm.onnx"
+ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET_FSMN, POSTNET_LSTM)
 
 VOCODER_ONNX = "vocoder.onnx"
 VOCODER_BF16 = "vocoder.bf16.pt2"  # a torch.export program (export.vocoder_bf16)
@@ -58,6 +59,7 @@ def plan_metadata_path(plan: Path) -> Path:
 META_MAX_LEN = "max_len"  # encoder: the longest phone sequence (the position table's size)
 META_VOCABULARY_SIZES = "vocabulary_sizes"  # encoder: JSON {stream: rows}
 META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder step (r)
+META_CONTEXT = "context_frames"  # postnet_fsmn: JSON [earlier, later] decoder frames one mel frame depends on
 META_HOP = "hop_length"  # vocoder: samples per mel frame
 META_N_MELS = "n_mels"  # vocoder: mel bins
 META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
@@ -148,6 +150,7 @@ class VoiceSpec:
     has_mask: bool
     outputs_per_step: int  # decoder frames per step (r)
     max_len: int  # longest phone sequence the position table covers
+    vocoder_context_frames: list[int]  # [earlier, later] mel frames a frame's samples depend on
     trusted_checkpoints: list[str] = field(default_factory=list)  # loaded in full, with --trust-checkpoint
 
     def vocabulary(self) -> Vocabulary:
