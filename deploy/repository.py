@@ -34,6 +34,7 @@ from serving.contract import (
     JOIN,
     TENSORRT,
     TTS,
+    TTS_STREAM,
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
@@ -44,11 +45,13 @@ from serving.contract import (
 )
 from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
+from serving.stream.policy import ChunkPolicy, ChunkPolicyError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 TARGETS = ("cpu", "gpu")
-PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
+PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN, TTS_STREAM)  # each gets model.py and export.json in its version folder
+GRAPH_MODELS = (ACOUSTIC, TTS_STREAM)  # each runs the acoustic graphs, from its own version folder
 ENGINE_LIMITS = ("max_batch_size", "max_frames")  # of the engine's profile, in its metadata
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
@@ -74,14 +77,20 @@ class TargetSettings:
     providers: list[str]
     intra_op_threads: int
     models: dict[str, ModelSettings]
+    streaming: ChunkPolicy
 
     @classmethod
     def read(cls, target: str) -> "TargetSettings":
         if target not in TARGETS:
             raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
+        s = data["streaming"]
+        try:
+            policy = ChunkPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"])
+        except ChunkPolicyError as e:
+            raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: {e}") from None
         return cls(data["providers"], data["intra_op_threads"],
-                   {name: ModelSettings(**values) for name, values in data["models"].items()})
+                   {name: ModelSettings(**values) for name, values in data["models"].items()}, policy)
 
 
 def pbtxt_string(text: str) -> str:
@@ -131,6 +140,7 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     voices = config.voice_names()
     runtime_options = {"providers": ",".join(settings.providers), "intra_op_threads": str(settings.intra_op_threads)}
     max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
+    policy = settings.streaming
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
     if target == "gpu":
@@ -148,7 +158,10 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         vocoder = {**runtime_options, "runtime": runtime}
     parameters = {FRONTEND.name: {"voices": json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
                   ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
-                  VOCODER.name: vocoder}
+                  VOCODER.name: vocoder,
+                  TTS_STREAM.name: {**runtime_options, "first_chunk_frames": str(policy.first_frames),
+                                    "max_chunk_frames": str(policy.max_frames), "chunk_growth": str(policy.growth),
+                                    "max_lead_s": str(policy.max_lead_s)}}
 
     if out.exists():
         shutil.rmtree(out)
@@ -165,9 +178,10 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     for model in PYTHON_MODELS:
         copy(TEMPLATES / model.name / "1" / "model.py", out / model.name / "1" / "model.py")
         copy(export_dir / EXPORT_CONFIG_FILE, out / model.name / "1" / EXPORT_CONFIG_FILE)
-    for voice in voices:
-        for graph in ACOUSTIC_GRAPHS:
-            copy(export_dir / voice / graph, out / ACOUSTIC.name / "1" / voice / graph)
+    for model in GRAPH_MODELS:
+        for voice in voices:
+            for graph in ACOUSTIC_GRAPHS:
+                copy(export_dir / voice / graph, out / model.name / "1" / voice / graph)
     if target == "gpu":
         plan = export_dir / voices[0] / VOCODER_PLAN
         copy(plan, out / VOCODER_ENGINE.name / "1" / "model.plan")

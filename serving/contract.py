@@ -93,7 +93,7 @@ PAUSE = Tensor("PAUSE", "TYPE_FP32", (1,), "seconds of silence after the sentenc
 MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "the sentence's mel spectrogram (frames past FRAMES are padding)")
 FRAMES = Tensor("FRAMES", "TYPE_INT32", (1,), "the sentence's mel frame count")
 WAV = Tensor("WAV", "TYPE_FP32", (1, -1), "the sentence's waveform (samples past FRAMES x hop are padding)")
-AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "the whole text's FP32 PCM in [-1, 1], sentences joined with pauses")
+AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "FP32 PCM in [-1, 1], sentences joined with pauses (tts_stream: a chunk of it)")
 SAMPLE_RATE = Tensor("SAMPLE_RATE", "TYPE_INT32", (1,), "samples per second of AUDIO")
 
 
@@ -116,6 +116,9 @@ VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))
 JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
+# Streaming (decoupled): the same request, answered by one response per chunk (the chunks of AUDIO in order,
+# joined they are `tts`'s AUDIO) and a final one. It calls VOCODER itself (BLS).
+TTS_STREAM = Model("tts_stream", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 
 # On a GPU host the vocoder model hands each batch to the TensorRT engine, its own Triton model.
 VOCODER_ENGINE = Model("vocoder_engine", (MEL,), (WAV,))
