@@ -14,7 +14,7 @@ from pathlib import Path
 from serving.contract import MEL, VOCODER_ENGINE, WAV, ExportConfig, Model
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder_engine import EngineCall
-from serving.steps import RequestError, Step, Tensors
+from serving.steps import ModelFailedError, RequestError, Step, Tensors
 
 
 class ModelArgs:
@@ -44,10 +44,13 @@ def request_tensors(pb_utils, model: Model, request) -> Tensors:
 
 
 def error_response(pb_utils, error: Exception, model: str):
-    """A client's mistake (RequestError) as INVALID_ARG with its message; anything else as a short INTERNAL
-    error of `model` (the details belong in the server log, not in a response)."""
+    """A client's mistake (RequestError) as INVALID_ARG with its message; a model it called that failed
+    (ModelFailedError) as INTERNAL with that model's message; anything else as a short INTERNAL error of
+    `model` (the details belong in the server log, not in a response)."""
     if isinstance(error, RequestError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(error, ModelFailedError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INTERNAL))
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(
         f"internal error in model '{model}' (the server log has the details)", pb_utils.TritonError.INTERNAL))
 

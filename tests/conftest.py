@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: random-weight ModelScope model directories, written once per session."""
+"""Shared pytest fixtures: random-weight ModelScope model directories, their exports and repositories
+(written once per session), and the clean-up of stubs a test killed."""
 
 import subprocess
 import sys
@@ -63,3 +64,13 @@ def gateway_process(gateway_triton, tmp_path_factory: pytest.TempPathFactory):
     """A gateway with the default settings in front of gateway_triton."""
     with GatewayProcess(gateway_triton.grpc_url, tmp_path_factory.mktemp("gateway") / "gateway.log") as gateway:
         yield gateway
+
+
+@pytest.fixture
+def killed_stub_regions():
+    """Shared-memory regions of stubs a test killed; a killed stub cannot remove its own, so we do.
+    Only these exact names: other servers on this machine have regions of their own."""
+    regions: list[str] = []
+    yield regions
+    for region in regions:
+        (Path("/dev/shm") / region).unlink(missing_ok=True)

@@ -20,9 +20,11 @@ from tritonclient.grpc import model_config_pb2
 from deploy.repository import TargetSettings, generate
 from serving.contract import (
     ACOUSTIC,
+    ACOUSTIC_GRAPHS,
     PIPELINE,
     TEXT,
     TTS,
+    TTS_STREAM,
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
@@ -56,8 +58,31 @@ def check_model(config: model_config_pb2.ModelConfig, model: Model, sizes: dict[
 
 def test_every_model_declares_the_contracts_tensors(tiny_repository):
     sizes = ExportConfig.read(tiny_repository / "frontend" / "1").audio.sizes()
-    for model in (*PIPELINE, TTS):
+    for model in (*PIPELINE, TTS, TTS_STREAM):
         check_model(read_config(tiny_repository / model.name / "config.pbtxt"), model, sizes)
+
+
+@pytest.mark.parametrize("target", ["cpu", "gpu"])
+def test_the_streaming_model_is_decoupled_and_takes_the_tts_request_with_its_targets_chunk_policy(
+        tiny_repository, tmp_path, target):
+    """tts_stream answers the request `tts` takes, in chunks (decoupled), from one scheduler per instance,
+    with the chunk policy of deploy/targets/<target>.yaml; it runs the acoustic graphs from its own folder."""
+    repository = tiny_repository if target == "cpu" else generate_gpu_repository(tiny_repository, tmp_path)
+    config = read_config(repository / TTS_STREAM.name / "config.pbtxt")
+    settings = TargetSettings.read(target)
+    assert TTS_STREAM.inputs == TTS.inputs and TTS_STREAM.outputs == TTS.outputs
+    assert config.model_transaction_policy.decoupled
+    assert config.backend == "python" and config.max_batch_size == read_config(repository / TTS.name / "config.pbtxt").max_batch_size
+    assert [g.count for g in config.instance_group] == [settings.models[TTS_STREAM.name].instances]
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    policy = settings.streaming
+    assert (int(parameters["first_chunk_frames"]), int(parameters["max_chunk_frames"]), float(parameters["chunk_growth"]),
+            float(parameters["max_lead_s"])) == (policy.first_frames, policy.max_frames, policy.growth, policy.max_lead_s)
+    assert parameters["providers"] == ",".join(settings.providers)
+    for voice in ExportConfig.read(repository / TTS_STREAM.name / "1").voice_names():
+        for graph in ACOUSTIC_GRAPHS:
+            assert (repository / TTS_STREAM.name / "1" / voice / graph).read_bytes() == \
+                (repository / ACOUSTIC.name / "1" / voice / graph).read_bytes()
 
 
 def test_the_ensemble_runs_the_pipeline_in_order_with_each_tensor_mapped_to_itself(tiny_repository):
@@ -74,10 +99,9 @@ def test_the_ensemble_runs_the_pipeline_in_order_with_each_tensor_mapped_to_itse
     assert {t.name for t in TTS.outputs} <= made
 
 
-def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tiny_repository, tmp_path):
-    """The GPU target: the same ensemble and vocoder model; the engine model's max_batch_size is the one its
-    metadata records, so the engine and its config cannot disagree."""
-    export_dir = tmp_path / "export"  # an export directory with an engine built, put together from the CPU repository
+def generate_gpu_repository(tiny_repository: Path, tmp_path: Path) -> Path:
+    """The GPU target from an export directory with an engine built, put together from the CPU repository."""
+    export_dir = tmp_path / "export"
     export_dir.mkdir()
     config = ExportConfig.read(tiny_repository / "frontend" / "1")
     config.write(export_dir)
@@ -87,7 +111,14 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
         shutil.copyfile(tiny_repository / "vocoder" / "1" / voice / VOCODER_ONNX, voice_dir / VOCODER_ONNX)
         (voice_dir / VOCODER_PLAN).write_bytes(b"an engine")
         plan_metadata_path(voice_dir / VOCODER_PLAN).write_text(json.dumps({"max_batch_size": 24, "max_frames": 1500}))
-    repository = generate(export_dir, tmp_path / "gpu", "gpu")
+    return generate(export_dir, tmp_path / "gpu", "gpu")
+
+
+def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tiny_repository, tmp_path):
+    """The GPU target: the same ensemble and vocoder model; the engine model's max_batch_size is the one its
+    metadata records, so the engine and its config cannot disagree."""
+    repository = generate_gpu_repository(tiny_repository, tmp_path)
+    config = ExportConfig.read(repository / "frontend" / "1")
     assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
     vocoder = read_config(repository / VOCODER.name / "config.pbtxt")
     engine = read_config(repository / VOCODER_ENGINE.name / "config.pbtxt")

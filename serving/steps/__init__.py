@@ -28,6 +28,10 @@ class RequestError(ValueError):
     """A user mistake; its message goes back to that client alone as INVALID_ARG (HTTP 400)."""
 
 
+class ModelFailedError(RuntimeError):
+    """A model the request calls failed; its message (Triton's own words, no internals) goes back as INTERNAL."""
+
+
 class Step(Protocol):
     model: Model
 

@@ -11,7 +11,7 @@ from serving.steps import RequestError, Tensors, checked
 
 def silence(pause_s: float, sample_rate: int) -> np.ndarray:
     """A pause between sentences as samples; the pause as the PAUSE tensor carries it (float32)."""
-    return np.zeros(int(round(float(np.float32(pause_s)) * sample_rate)), dtype=np.float32)
+    return np.zeros(round(float(np.float32(pause_s)) * sample_rate), dtype=np.float32)
 
 
 def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:

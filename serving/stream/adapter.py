@@ -11,12 +11,12 @@ import numpy as np
 from serving.adapter import ModelArgs, error_response, request_tensors
 from serving.contract import AUDIO, SAMPLE_RATE, TTS_STREAM, VOCODER, WAV
 from serving.limits import MAX_STREAM_TEXT_CHARS
+from serving.steps import ModelFailedError
 from serving.steps.acoustic import AcousticStep
 from serving.steps.frontend import FrontendStep
 from serving.stream.engine import StreamEngine
 from serving.stream.policy import ChunkPolicy
 from serving.stream.vocoder import Vocode, chunk_request
-
 
 
 class ResponseSender:
@@ -50,7 +50,7 @@ def vocoder_model(pb_utils) -> Vocode:
         request = pb_utils.InferenceRequest(model_name=VOCODER.name, inputs=inputs, requested_output_names=[WAV.name])
         response = request.exec()
         if response.has_error():
-            raise RuntimeError(f"{VOCODER.name}: {response.error().message()}")
+            raise ModelFailedError(f"the {VOCODER.name} model failed: {response.error().message()}")
         return pb_utils.get_output_tensor_by_name(response, WAV.name).as_numpy()[0, 0]
 
     return vocode
@@ -60,7 +60,7 @@ class StreamMetrics:
     """The streaming model's own metrics on Triton's metrics endpoint: streams per decoder step, active
     streams, and the mel frames vocoded as audio and as context."""
 
-    STEP_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
+    STEP_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
     def __init__(self, pb_utils):
         labels = {"model": TTS_STREAM.name}
@@ -73,7 +73,7 @@ class StreamMetrics:
                                   description="Mel frames sent to the vocoder: part=audio (the chunks) or "
                                               "part=context (vocoded again around them)"),
         ]
-        self._steps = self._families[0].Metric(labels=labels, buckets=self.STEP_BUCKETS)
+        self._steps = self._families[0].Metric(labels=labels, buckets=list(self.STEP_BUCKETS))
         self._active = self._families[1].Metric(labels=labels)
         self._audio = self._families[2].Metric(labels={**labels, "part": "audio"})
         self._context = self._families[2].Metric(labels={**labels, "part": "context"})

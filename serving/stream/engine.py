@@ -147,9 +147,9 @@ class StreamEngine:
     """Streams of every voice of an export; `submit` answers a request through its Sender."""
 
     def __init__(self, config: ExportConfig, frontend: FrontendStep, runtimes: list[AcousticRuntime], vocode: Vocode,
-                 policy: ChunkPolicy, metrics: Metrics = NoMetrics(), log: Callable[[str], None] = print):
+                 policy: ChunkPolicy, metrics: Metrics | None = None, log: Callable[[str], None] = print):
         self.frontend, self.runtimes, self.vocode, self.policy = frontend, runtimes, vocode, policy
-        self.metrics, self.log = metrics, log
+        self.metrics, self.log = metrics or NoMetrics(), log
         self.contexts = [tuple(config.voices[name].vocoder_context_frames) for name in config.voice_names()]
         self.hop, self.sample_rate = config.audio.hop_length, config.audio.sample_rate
         self.steps = self.stream_steps = 0  # decoder steps run, and streams advanced by them
