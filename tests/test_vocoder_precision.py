@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from deploy.repository import generate
+from deploy.repository import TargetSettings, generate
 from deploy.vocoder_precision import PrecisionError, choose, cpu_flags
 from export.onnx_vocoder import kan_vocoder_meta
 from export.vocoder_bf16 import bf16_convolutions, export_vocoder_bf16
@@ -178,6 +178,37 @@ def test_bf16_end_to_end_batch_noise_stays_within_its_bound(universal_v1):
     bf16 = bf16_convolutions(generator)
     alone, batched = (log_mel_spectrogram(bf16(m)[0, 0].numpy(), analysis) for m in (mel, noisy))
     assert log_mel_l1(alone, batched) <= END_TO_END_MAX_L1
+
+
+@torch.no_grad()
+def test_bf16_streamed_chunks_stay_within_the_batch_bound(universal_v1):
+    """tts_stream vocodes a sentence in chunks, each with the context around it (serving.stream.sentence): in
+    FP32 that is the whole sentence's audio up to float noise; in BF16 each chunk's different length changes
+    oneDNN's sums, and the joined chunks must stay within the same bound as a batched request. The chunks
+    grow as the CPU target's streaming policy grows them."""
+    generator, analysis = universal_v1
+    speech, _ = sf.read(SPEECH_WAV, dtype="float32")
+    mel = torch.from_numpy(log_mel_spectrogram(speech, analysis))[None]
+    frames, hop = mel.shape[2], analysis.hop_length
+    changed = mel.clone()
+    changed[:, :, frames // 2] += 5.0  # the context both ways: which frames' samples one frame changes
+    touched = torch.nonzero((generator(mel) - generator(changed)).abs()[0, 0] > 0)[:, 0] // hop
+    left, right = int(touched[-1]) - frames // 2, frames // 2 - int(touched[0])
+    policy = TargetSettings.read("cpu").streaming
+    for name, vocoder, bound in (("fp32", generator, 0.0), ("bf16", bf16_convolutions(generator), END_TO_END_MAX_L1)):
+        whole = vocoder(mel)[0, 0].numpy()
+        pieces, start, size = [], 0, policy.first_frames
+        while start < frames:
+            end = min(frames, start + size)
+            lo, hi = max(0, start - left), min(frames, end + right)
+            pieces.append(vocoder(mel[:, :, lo:hi])[0, 0, (start - lo) * hop : (end - lo) * hop].numpy())
+            start, size = end, min(policy.max_frames, int(size * policy.growth))
+        joined = np.concatenate(pieces)
+        assert len(pieces) > 3 and joined.shape == whole.shape
+        l1 = log_mel_l1(log_mel_spectrogram(joined, analysis), log_mel_spectrogram(whole, analysis))
+        print(f"{name}: {len(pieces)} chunks vs the whole: max abs diff {np.abs(joined - whole).max():.1e}, "
+              f"log-mel L1 {l1:.4f}")
+        assert l1 <= bound + 1e-3
 
 
 # --- the wiring: export flag, quality record, repository, vocoder step -------------------------------

@@ -109,16 +109,19 @@ class FrontEnd:
 
     def _piece_sentences(self, piece: Piece, default_emotion: str) -> Iterator[Sentence]:
         """Sentences of a piece of text, with the emotion and pinyin overrides of its spans."""
-        chars: list[str] = []
-        emotions: list[str] = []
+        texts: list[str] = []
+        emotions: list[str] = []  # per character of the piece
         overrides: dict[int, tuple[str, int]] = {}
         for span in piece.spans:
             text = span.text if span.pinyin is not None else normalize(span.text)
             if span.pinyin is not None:
-                overrides.update({len(chars) + i: p for i, p in enumerate(span.pinyin)})
-            chars += text
+                overrides.update({len(emotions) + i: p for i, p in enumerate(span.pinyin)})
+            texts.append(text)
             emotions += [span.emotion or default_emotion] * len(text)
-        full = "".join(chars)
+        # One string, not a list of characters: a long text's sentences are read while this generator
+        # lives, and what it holds should be little more than the text.
+        full = "".join(texts)
+        del texts
         start = 0
         for sentence_text in split_sentences(full, self.max_sentence_chars):
             positions, start = _align(sentence_text, full, start)
