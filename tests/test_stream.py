@@ -303,13 +303,14 @@ def test_a_long_text_is_read_as_it_is_reached_and_holds_bounded_state(pipeline, 
 
 def test_chunk_sizes_grow_with_the_listeners_buffer_and_never_shrink():
     policy = ChunkPolicy(first_frames=12, max_frames=256, growth=2.0, max_lead_s=60)
-    assert policy.frames(0, 0, 500) == 12  # the first chunk
-    assert policy.frames(12, 10, 500) == 20  # twice the buffered audio
-    assert policy.frames(40, 10, 500) == 40  # never less than the one before
-    assert policy.frames(40, 500, 1000) == 256  # at most max_frames
-    assert policy.frames(40, -3, 1000) == 256  # behind the listener: the largest, which wastes least
-    assert policy.frames(12, 10, 25) == 25  # no tail shorter than first_frames
-    assert policy.frames(0, 0, 5) == 5  # a sentence shorter than a chunk is one chunk
+    assert policy.frames(0, 0, True, 500) == 12  # the first chunk, however busy the server
+    assert policy.frames(12, 10, False, 500) == 20  # twice the buffered audio
+    assert policy.frames(40, 10, False, 500) == 40  # never less than the one before
+    assert policy.frames(40, 500, False, 1000) == 256  # at most max_frames
+    assert policy.frames(40, -3, False, 1000) == 256  # behind the listener: the largest, which wastes least
+    assert policy.frames(12, 10, True, 1000) == 256  # other streams' chunks first: the largest too
+    assert policy.frames(12, 10, False, 25) == 25  # no tail shorter than first_frames
+    assert policy.frames(0, 0, False, 5) == 5  # a sentence shorter than a chunk is one chunk
     assert policy.ahead(60.0) and not policy.ahead(59.9)
     assert not ChunkPolicy(12, 256, 2.0, 0).ahead(10_000)
 

@@ -141,6 +141,7 @@ class Job:
     window: Window | None = field(compare=False)
     silence_s: float = field(compare=False)
     final: bool = field(compare=False)
+    first: bool = field(compare=False)  # the request's first chunk: its listener is waiting
 
 
 class StreamEngine:
@@ -159,6 +160,7 @@ class StreamEngine:
         self._order = itertools.count()
         self._lock = threading.Condition()
         self._running = True
+        self._urgent = False  # the vocoder is making a request's first chunk
         for name, runtime in zip(config.voice_names(), runtimes):
             runtime.synthesize([sentence.ids for sentence in frontend.frontends[name](WARMUP_TEXT)], [1.0])
         self._threads = [threading.Thread(target=self._acoustic_loop, name="tts_stream acoustic", daemon=True),
@@ -198,6 +200,10 @@ class StreamEngine:
                     return
                 self._streams += self._inbox
                 self._inbox.clear()
+                # While the vocoder makes a request's first chunk, which its listener is waiting for, the
+                # decoder leaves the cores to it (what it would decode is not due as soon).
+                while self._urgent and self._running:
+                    self._lock.wait()
             now = time.monotonic()
             self._poll_cancelled(now)
             busy = self._start_sentences(now)
@@ -253,7 +259,8 @@ class StreamEngine:
                 window = None
                 if remaining:
                     buffered = stream.buffered_s(now) * self.sample_rate / self.hop
-                    end = sentence.sent + self.policy.frames(stream.last_chunk, buffered, remaining)
+                    contended = any(job.stream is not stream for job in self._jobs)  # others wait for the vocoder
+                    end = sentence.sent + self.policy.frames(stream.last_chunk, buffered, contended, remaining)
                     if sentence.needs_decoder(end):
                         break
                     window = sentence.take(end)
@@ -266,6 +273,7 @@ class StreamEngine:
 
     def _queue(self, stream: Stream, window: Window | None, silence_s: float, final: bool) -> None:
         deadline = (stream.playback_start or stream.arrival) + stream.planned_s
+        first = window is not None and not stream.last_chunk
         if window is not None:
             stream.last_chunk = window.frames
             stream.planned_s += window.frames * self.hop / self.sample_rate
@@ -273,7 +281,7 @@ class StreamEngine:
         stream.planned_s += silence_s
         with self._lock:
             stream.queued += 1
-            heapq.heappush(self._jobs, Job(deadline, next(self._order), stream, window, silence_s, final))
+            heapq.heappush(self._jobs, Job(deadline, next(self._order), stream, window, silence_s, final, first))
             self._lock.notify_all()
 
     def _decode(self, now: float) -> bool:
@@ -313,6 +321,7 @@ class StreamEngine:
                 if not self._running:
                     return
                 job = heapq.heappop(self._jobs)
+                self._urgent = job.first
             stream = job.stream
             try:
                 if not stream.closed and stream.sender.is_cancelled():
@@ -322,6 +331,7 @@ class StreamEngine:
             except Exception as e:  # noqa: BLE001 - a failed chunk fails its request, not the others
                 self._fail([stream], e)
             with self._lock:
+                self._urgent = False
                 stream.queued -= 1
                 self._lock.notify_all()
 

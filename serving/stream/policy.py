@@ -6,9 +6,11 @@ should be as large as the listener allows: the first chunk of a request is small
 as soon as the decoder has passed it and its lookahead; each later one holds `growth` times the audio
 the listener has buffered (what was sent minus what has played since the first chunk arrived), so it is
 made while that buffer plays, and never less than the one before (a stream that only just keeps up
-would otherwise shrink its chunks and fall behind on their contexts); a stream that is already behind
-its listener gets the largest chunk, which wastes least. A chunk never ends within `first_frames` of
-its sentence's end (such a tail would cost a whole context for a few frames).
+would otherwise shrink its chunks and fall behind on their contexts). A stream that is behind its
+listener, or whose chunk would wait at the vocoder behind other streams' chunks (the server is busy,
+and a small chunk would not arrive sooner), gets the largest chunk, which wastes least. A chunk never
+ends within `first_frames` of its sentence's end (such a tail would cost a whole context for a few
+frames).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ class ChunkPolicy:
         if self.max_lead_s < 0:
             raise ChunkPolicyError(f"max_lead_s must be 0 (no bound) or positive, not {self.max_lead_s}")
 
-    def frames(self, previous: int, buffered_frames: float, remaining: int) -> int:
+    def frames(self, previous: int, buffered_frames: float, contended: bool, remaining: int) -> int:
         """The next chunk's frame count, given the request's previous chunk (0: this is its first), how
-        many frames of audio the listener has buffered, and how many frames are left in the sentence."""
+        many frames of audio the listener has buffered, whether other streams' chunks wait for the
+        vocoder, and how many frames are left in the sentence."""
         if not previous:
             size = self.first_frames
-        elif buffered_frames <= 0:
+        elif contended or buffered_frames <= 0:
             size = self.max_frames
         else:
             size = int(min(self.max_frames, max(previous, self.growth * buffered_frames)))
