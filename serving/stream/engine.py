@@ -9,9 +9,9 @@ Two threads share the work:
   (AcousticRuntime.decode_step). A request joins at the next step and leaves after its last; nobody
   waits for a longer one. A stream stops advancing while QUEUED_CHUNKS of its chunks wait for the
   vocoder, or while it is `max_lead_s` ahead of its listener, so its memory does not grow with its text.
-- The vocoder thread takes the waiting chunk whose audio a listener will need first (earliest deadline:
-  the time playback reaches it, so a new request's first chunk goes before other streams' later ones),
-  vocodes it and sends it, with the sentence's pause as a chunk of silence after its last chunk.
+- The vocoder thread takes requests' first chunks first, then the chunk whose audio a listener will need
+  first (earliest deadline: the time playback reaches it), vocodes it and sends it, with the sentence's
+  pause as a chunk of silence after its last chunk.
 
 Every request gets its own responses: its chunks and a final one, or one error. A client that cancels
 or goes away is noticed before each chunk is vocoded and at least every CANCEL_POLL_S while waiting;
@@ -133,15 +133,22 @@ class Stream:
 
 @dataclass(order=True)
 class Job:
-    """A chunk for the vocoder thread (a window, or only silence or only the end)."""
+    """A chunk for the vocoder thread (a window, or only silence or only the end). Requests' first chunks go
+    first, then the earliest deadline: a stream that is already late must not hold back a new request's
+    first audio (under load every running stream is late, so by deadline alone a newcomer would wait for all)."""
 
+    later: bool  # not a request's first chunk
     deadline: float
     order: int
     stream: Stream = field(compare=False)
     window: Window | None = field(compare=False)
     silence_s: float = field(compare=False)
     final: bool = field(compare=False)
-    first: bool = field(compare=False)  # the request's first chunk: its listener is waiting
+
+    @property
+    def first(self) -> bool:
+        """The request's first chunk: its listener is waiting for any audio at all."""
+        return not self.later
 
 
 class StreamEngine:
@@ -281,7 +288,7 @@ class StreamEngine:
         stream.planned_s += silence_s
         with self._lock:
             stream.queued += 1
-            heapq.heappush(self._jobs, Job(deadline, next(self._order), stream, window, silence_s, final, first))
+            heapq.heappush(self._jobs, Job(not first, deadline, next(self._order), stream, window, silence_s, final))
             self._lock.notify_all()
 
     def _decode(self, now: float) -> bool:
