@@ -23,6 +23,7 @@ machine; the load average is recorded before and after every measurement.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -46,6 +47,7 @@ from deploy.repository import RepositoryError, TargetSettings, generate
 from deploy.vocoder_precision import AUTO, CHOICES
 from models.model_dir import ModelDirError
 from serving.contract import TTS, TTS_STREAM, ExportConfigError
+from serving.stream.policy import ChunkPolicy, ChunkPolicyError
 from tts_client import TTSClient
 
 REQUEST_TIMEOUT_S = 1800.0
@@ -308,9 +310,10 @@ def write_summary(results: dict, path: Path) -> None:
         f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
         f"{machine['memory_gib']} GiB, tritonserver {meta['tritonserver']}; the 1-minute load average before and "
         f"after each measurement is in the tables (other work on these cores skews every timing). Model: "
-        f"{meta['model']}; {'; '.join(meta['repository'])}. Deployment: `deploy/targets/cpu.yaml` (streaming: first "
-        f"chunk {policy['first_frames']} frames, largest {policy['max_frames']}, growth {policy['growth']:g}, lead "
-        f"bound {policy['max_lead_s']:g} s), no response cache, the project's client over gRPC.", "",
+        f"{meta['model']}; {'; '.join(meta['repository'])}. Deployment: `deploy/targets/cpu.yaml`, streaming with "
+        f"the chunk policy: first chunk {policy['first_frames']} frames, largest {policy['max_frames']}, growth "
+        f"{policy['growth']:g}, lead bound {policy['max_lead_s']:g} s; no response cache; the project's client over "
+        "gRPC.", "",
         "## Targets", "",
         "| target | measured | needs | |", "|---|---|---|---|",
     ]
@@ -413,6 +416,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO, help="(auto, as scripts/serve.sh)")
     parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
                         "same model directory")
+    default = TargetSettings.read("cpu").streaming
+    parser.add_argument("--first-chunk-frames", type=int, default=default.first_frames,
+                        help=f"the chunk policy to measure (default: deploy/targets/cpu.yaml's, {default.first_frames})")
+    parser.add_argument("--max-chunk-frames", type=int, default=default.max_frames, help=f"({default.max_frames})")
+    parser.add_argument("--chunk-growth", type=float, default=default.growth, help=f"({default.growth:g})")
+    parser.add_argument("--max-lead-s", type=float, default=default.max_lead_s, help=f"({default.max_lead_s:g})")
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or args.requests < 1 or args.repeats < 1:
         parser.error("concurrency, --requests and --repeats must be at least 1")
@@ -426,10 +435,13 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
+        policy = ChunkPolicy(args.first_chunk_frames, args.max_chunk_frames, args.chunk_growth, args.max_lead_s)
         _, export_dir, model = prepare_model(args)
         repository_log: list[str] = []
+        settings = dataclasses.replace(TargetSettings.read("cpu"), streaming=policy)
         repository = generate(export_dir, args.work / "model_repository", "cpu", args.vocoder_precision,
-                              log=lambda line: (print(f"[bench] {line}", flush=True), repository_log.append(line)))
+                              log=lambda line: (print(f"[bench] {line}", flush=True), repository_log.append(line)),
+                              settings=settings)
         server = TritonServer(repository, log_path=args.work / "tritonserver.log")  # no response cache
         print("[bench] starting tritonserver", flush=True)
         with server, TTSClient(server.grpc_url, "grpc", timeout_s=REQUEST_TIMEOUT_S) as client:
@@ -447,10 +459,9 @@ def main(argv: list[str] | None = None) -> None:
             }
             for repeat in range(args.repeats):
                 results["levels"] += load_levels(client, metrics, pool, args.concurrency, args.requests, repeat)
-    except (BenchError, ModelDirError, LauncherError, RepositoryError, ExportConfigError) as e:
+    except (BenchError, ModelDirError, LauncherError, RepositoryError, ExportConfigError, ChunkPolicyError) as e:
         sys.exit(f"error: {e}")
 
-    policy = TargetSettings.read("cpu").streaming
     results["steps_by_concurrency"] = {}
     for lv in results["levels"]:
         totals = results["steps_by_concurrency"].setdefault(str(lv["concurrency"]), {})
