@@ -245,7 +245,8 @@ class StreamEngine:
         for voice, group in by_voice.items():
             runtime = self.runtimes[voice]
             try:
-                decodings = runtime.begin([s.ids for _, s, _ in group], [stream.duration_scale for stream, _, _ in group])
+                decodings = runtime.begin(runtime.predict_durations(
+                    [s.ids for _, s, _ in group], [stream.duration_scale for stream, _, _ in group]))
             except Exception as e:  # noqa: BLE001
                 self._fail([stream for stream, _, _ in group], e)
                 continue
