@@ -47,7 +47,7 @@ from deploy.repository import RepositoryError, TargetSettings, generate
 from deploy.vocoder_precision import AUTO, CHOICES
 from models.model_dir import ModelDirError
 from serving.contract import TTS, TTS_STREAM, ExportConfigError
-from serving.stream.policy import ChunkPolicy, ChunkPolicyError
+from serving.stream.policy import StreamPolicy, StreamPolicyError
 from tts_client import TTSClient
 
 REQUEST_TIMEOUT_S = 1800.0
@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        policy = ChunkPolicy(args.first_chunk_frames, args.max_chunk_frames, args.chunk_growth, args.max_lead_s)
+        policy = StreamPolicy(args.first_chunk_frames, args.max_chunk_frames, args.chunk_growth, args.max_lead_s,
+                              TargetSettings.read("cpu").streaming.max_streams)
         _, export_dir, model = prepare_model(args)
         repository_log: list[str] = []
         settings = dataclasses.replace(TargetSettings.read("cpu"), streaming=policy)
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
             }
             for repeat in range(args.repeats):
                 results["levels"] += load_levels(client, metrics, pool, args.concurrency, args.requests, repeat)
-    except (BenchError, ModelDirError, LauncherError, RepositoryError, ExportConfigError, ChunkPolicyError) as e:
+    except (BenchError, ModelDirError, LauncherError, RepositoryError, ExportConfigError, StreamPolicyError) as e:
         sys.exit(f"error: {e}")
 
     results["steps_by_concurrency"] = {}

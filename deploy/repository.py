@@ -45,7 +45,7 @@ from serving.contract import (
 )
 from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
-from serving.stream.policy import ChunkPolicy, ChunkPolicyError
+from serving.stream.policy import StreamPolicy, StreamPolicyError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
@@ -77,7 +77,7 @@ class TargetSettings:
     providers: list[str]
     intra_op_threads: int
     models: dict[str, ModelSettings]
-    streaming: ChunkPolicy
+    streaming: StreamPolicy
 
     @classmethod
     def read(cls, target: str) -> "TargetSettings":
@@ -86,8 +86,9 @@ class TargetSettings:
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
         s = data["streaming"]
         try:
-            policy = ChunkPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"])
-        except ChunkPolicyError as e:
+            policy = StreamPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"],
+                                  s["max_streams"])
+        except StreamPolicyError as e:
             raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: {e}") from None
         return cls(data["providers"], data["intra_op_threads"],
                    {name: ModelSettings(**values) for name, values in data["models"].items()}, policy)
@@ -161,7 +162,7 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
                   VOCODER.name: vocoder,
                   TTS_STREAM.name: {**runtime_options, "first_chunk_frames": str(policy.first_frames),
                                     "max_chunk_frames": str(policy.max_frames), "chunk_growth": str(policy.growth),
-                                    "max_lead_s": str(policy.max_lead_s)}}
+                                    "max_lead_s": str(policy.max_lead_s), "max_streams": str(policy.max_streams)}}
 
     if out.exists():
         shutil.rmtree(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 from serving.contract import MEL, VOCODER_ENGINE, WAV, ExportConfig, Model
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder_engine import EngineCall
-from serving.steps import ModelFailedError, RequestError, Step, Tensors
+from serving.steps import ModelFailedError, RequestError, ServerBusyError, Step, Tensors
 
 
 class ModelArgs:
@@ -44,11 +44,13 @@ def request_tensors(pb_utils, model: Model, request) -> Tensors:
 
 
 def error_response(pb_utils, error: Exception, model: str):
-    """A client's mistake (RequestError) as INVALID_ARG with its message; a model it called that failed
-    (ModelFailedError) as INTERNAL with that model's message; anything else as a short INTERNAL error of
-    `model` (the details belong in the server log, not in a response)."""
+    """A client's mistake (RequestError) as INVALID_ARG with its message; a capacity limit (ServerBusyError)
+    as UNAVAILABLE and a model it called that failed (ModelFailedError) as INTERNAL, each with its message;
+    anything else as a short INTERNAL error of `model` (the details belong in the server log, not in a response)."""
     if isinstance(error, RequestError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(error, ServerBusyError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.UNAVAILABLE))
     if isinstance(error, ModelFailedError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INTERNAL))
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(

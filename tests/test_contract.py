@@ -77,7 +77,8 @@ def test_the_streaming_model_is_decoupled_and_takes_the_tts_request_with_its_tar
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     policy = settings.streaming
     assert (int(parameters["first_chunk_frames"]), int(parameters["max_chunk_frames"]), float(parameters["chunk_growth"]),
-            float(parameters["max_lead_s"])) == (policy.first_frames, policy.max_frames, policy.growth, policy.max_lead_s)
+            float(parameters["max_lead_s"]), int(parameters["max_streams"])) == \
+        (policy.first_frames, policy.max_frames, policy.growth, policy.max_lead_s, policy.max_streams)
     assert parameters["providers"] == ",".join(settings.providers)
     for voice in ExportConfig.read(repository / TTS_STREAM.name / "1").voice_names():
         for graph in ACOUSTIC_GRAPHS:

@@ -7,6 +7,7 @@ sessions of the tiny fixture's export; tests/test_stream_server.py does the same
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -15,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deploy.repository import TargetSettings
 from serving.contract import AUDIO, EMOTION, SPEED, TEXT, VOICE, ExportConfig
 from serving.frontend.pipeline import FrontEnd
 from serving.limits import MAX_STREAM_TEXT_CHARS, SPEED_RANGE
 from serving.pipeline import Pipeline
 from serving.runtime.sessions import RuntimeOptions
-from serving.steps import RequestError
+from serving.steps import RequestError, ServerBusyError
 from serving.steps.frontend import FrontendStep
 from serving.stream.engine import QUEUED_CHUNKS, StreamEngine
-from serving.stream.policy import ChunkPolicy, ChunkPolicyError
+from serving.stream.policy import StreamPolicy, StreamPolicyError
 from serving.stream.vocoder import in_process
 
 TOLERANCE = 1e-4  # FP32 vocoder: joined chunks against the tts pipeline's AUDIO
@@ -34,10 +36,10 @@ TEXTS = [
     '<speak><emotion category="happy">谢谢你的帮助</emotion>。<break time="500ms"/></speak>',
 ]
 POLICIES = {
-    "one frame a chunk": ChunkPolicy(1, 1, 1.0, 0),
-    "small": ChunkPolicy(3, 20, 2.0, 0),
-    "deployed": ChunkPolicy(12, 256, 2.0, 60),
-    "whole sentences": ChunkPolicy(10_000, 10_000, 1.0, 0),
+    "one frame a chunk": StreamPolicy(1, 1, 1.0, 0, 16),
+    "small": StreamPolicy(3, 20, 2.0, 0, 16),
+    "deployed": TargetSettings.read("cpu").streaming,
+    "whole sentences": StreamPolicy(10_000, 10_000, 1.0, 0, 16),
 }
 LONG_TEXT = "".join(itertools.islice(itertools.cycle(["我们明天早上八点出发，请大家准时集合。", "银行就在路口的左边。",
                                                       "会议改到下午三点半。"]), 10_000))[:MAX_STREAM_TEXT_CHARS]
@@ -115,7 +117,7 @@ def pipeline(tiny_export) -> Pipeline:
     return pipeline_of(tiny_export)
 
 
-def engine_of(pipeline: Pipeline, policy: ChunkPolicy, vocode=None, metrics=None) -> StreamEngine:
+def engine_of(pipeline: Pipeline, policy: StreamPolicy, vocode=None, metrics=None) -> StreamEngine:
     config = pipeline.frontend.config
     return StreamEngine(config, FrontendStep(config, MAX_STREAM_TEXT_CHARS), pipeline.acoustic.runtimes,
                         vocode or in_process(pipeline.vocoder), policy, metrics or Recorder(), log=lambda _: None)
@@ -166,12 +168,53 @@ def test_pauses_are_chunks_of_silence_and_chunks_follow_the_policy(pipeline):
     finally:
         engine.close()
     rate, hop = pipeline.frontend.config.audio.sample_rate, pipeline.frontend.config.audio.hop_length
-    silent = [i for i, chunk in enumerate(listener.chunks) if len(chunk) == round(0.3 * rate) and not chunk.any()]
-    assert len(silent) == 1 and 0 < silent[0] < len(listener.chunks) - 1
+    silent = [i for i, chunk in enumerate(listener.chunks) if not chunk.any()]
+    # the pause, in pieces no longer than the largest chunk, between the two sentences' audio
+    assert silent == list(range(silent[0], silent[-1] + 1)) and 0 < silent[0] and silent[-1] < len(listener.chunks) - 1
+    assert sum(len(listener.chunks[i]) for i in silent) == round(0.3 * rate)
     assert len(listener.chunks[0]) == policy.first_frames * hop
     # at most max_frames, or less than first_frames more where that ends the sentence
     longest = (policy.max_frames + policy.first_frames - 1) * hop
-    assert all(len(chunk) <= longest for i, chunk in enumerate(listener.chunks) if i not in silent)
+    assert all(len(chunk) <= longest for chunk in listener.chunks)
+
+
+def test_a_long_pause_is_sent_in_pieces(pipeline):
+    """A request may ask for long silences (consecutive breaks add up): they go out paced, in pieces."""
+    policy = POLICIES["small"]
+    breaks = '<break time="10s"/>' * 3
+    engine = engine_of(pipeline, policy)
+    try:
+        listener = stream(engine, request(f"<speak>你好{breaks}世界。</speak>"))
+        audio = listener.audio()
+    finally:
+        engine.close()
+    rate, hop = pipeline.frontend.config.audio.sample_rate, pipeline.frontend.config.audio.hop_length
+    assert_equal_audio(audio, expected(pipeline, request(f"<speak>你好{breaks}世界。</speak>")))
+    assert max(len(chunk) for chunk in listener.chunks) <= (policy.max_frames + policy.first_frames - 1) * hop
+    assert sum(len(chunk) for chunk in listener.chunks if not chunk.any()) == 30 * rate
+
+
+def test_requests_past_the_streams_limit_are_refused_and_the_others_go_on(pipeline):
+    vocode = in_process(pipeline.vocoder)
+
+    def slow_vocode(voice, mel):
+        time.sleep(0.02)
+        return vocode(voice, mel)
+
+    policy = dataclasses.replace(POLICIES["small"], max_streams=2)
+    engine = engine_of(pipeline, policy, slow_vocode)
+    try:
+        running = [stream(engine, request(TEXTS[1])), stream(engine, request(TEXTS[0]))]
+        refused = stream(engine, request(TEXTS[0]))
+        assert refused.done.wait(10) and isinstance(refused.error, ServerBusyError)
+        assert "2 requests" in str(refused.error) and refused.responses == 1
+        for listener, text in zip(running, [TEXTS[1], TEXTS[0]]):
+            assert_equal_audio(listener.audio(), expected(pipeline, request(text)))
+        time.sleep(0.1)
+        after = stream(engine, request(TEXTS[0]))  # a place is free again
+        assert_equal_audio(after.audio(), expected(pipeline, request(TEXTS[0])))
+    finally:
+        engine.close()
 
 
 def test_streams_joining_and_leaving_share_decoder_steps_and_stay_exact(pipeline):
@@ -302,7 +345,7 @@ def test_a_long_text_is_read_as_it_is_reached_and_holds_bounded_state(pipeline, 
 
 
 def test_chunk_sizes_grow_with_the_listeners_buffer_and_never_shrink():
-    policy = ChunkPolicy(first_frames=12, max_frames=256, growth=2.0, max_lead_s=60)
+    policy = StreamPolicy(first_frames=12, max_frames=256, growth=2.0, max_lead_s=60, max_streams=16)
     assert policy.frames(0, 0, True, 500) == 12  # the first chunk, however busy the server
     assert policy.frames(12, 10, False, 500) == 20  # twice the buffered audio
     assert policy.frames(40, 10, False, 500) == 40  # never less than the one before
@@ -312,10 +355,11 @@ def test_chunk_sizes_grow_with_the_listeners_buffer_and_never_shrink():
     assert policy.frames(12, 10, False, 25) == 25  # no tail shorter than first_frames
     assert policy.frames(0, 0, False, 5) == 5  # a sentence shorter than a chunk is one chunk
     assert policy.ahead(60.0) and not policy.ahead(59.9)
-    assert not ChunkPolicy(12, 256, 2.0, 0).ahead(10_000)
+    assert not StreamPolicy(12, 256, 2.0, 0, 16).ahead(10_000)
 
 
-@pytest.mark.parametrize("values", [(0, 10, 2.0, 0), (20, 10, 2.0, 0), (5, 10, 0, 0), (5, 10, 2.0, -1)])
+@pytest.mark.parametrize("values", [(0, 10, 2.0, 0, 1), (20, 10, 2.0, 0, 1), (5, 10, 0, 0, 1), (5, 10, 2.0, -1, 1),
+                                    (5, 10, 2.0, 0, 0)])
 def test_chunk_policies_that_cannot_work_are_refused(values):
-    with pytest.raises(ChunkPolicyError):
-        ChunkPolicy(*values)
+    with pytest.raises(StreamPolicyError):
+        StreamPolicy(*values)

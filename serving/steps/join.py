@@ -9,9 +9,9 @@ from serving.limits import MAX_AUDIO_S
 from serving.steps import RequestError, Tensors, checked
 
 
-def silence(pause_s: float, sample_rate: int) -> np.ndarray:
-    """A pause between sentences as samples; the pause as the PAUSE tensor carries it (float32)."""
-    return np.zeros(round(float(np.float32(pause_s)) * sample_rate), dtype=np.float32)
+def pause_samples(pause_s: float, sample_rate: int) -> int:
+    """How many samples of silence a pause between sentences is; the pause as the PAUSE tensor carries it (float32)."""
+    return round(float(np.float32(pause_s)) * sample_rate)
 
 
 def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
@@ -20,7 +20,7 @@ def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: 
     for s in range(len(frames)):
         pieces.append(wav[s, 0, : int(frames[s, 0]) * hop])
         if s + 1 < len(frames):
-            pieces.append(silence(pause[s, 0], sample_rate))
+            pieces.append(np.zeros(pause_samples(pause[s, 0], sample_rate), dtype=np.float32))
     return np.concatenate(pieces).astype(np.float32, copy=False)[None, :]
 
 

@@ -15,7 +15,7 @@ from serving.steps import ModelFailedError
 from serving.steps.acoustic import AcousticStep
 from serving.steps.frontend import FrontendStep
 from serving.stream.engine import StreamEngine
-from serving.stream.policy import ChunkPolicy
+from serving.stream.policy import StreamPolicy
 from serving.stream.vocoder import Vocode, chunk_request
 
 
@@ -97,8 +97,8 @@ def stream_engine(pb_utils, args: ModelArgs) -> StreamEngine:
     the chunk policy of its config's parameters (deploy/targets/*.yaml)."""
     config = args.export_config
     p = args.parameters
-    policy = ChunkPolicy(int(p["first_chunk_frames"]), int(p["max_chunk_frames"]), float(p["chunk_growth"]),
-                         float(p["max_lead_s"]))
+    policy = StreamPolicy(int(p["first_chunk_frames"]), int(p["max_chunk_frames"]), float(p["chunk_growth"]),
+                          float(p["max_lead_s"]), int(p["max_streams"]))
     return StreamEngine(config, FrontendStep(config, MAX_STREAM_TEXT_CHARS),
                         AcousticStep(config, args.files, args.runtime_options()).runtimes, vocoder_model(pb_utils),
                         policy, StreamMetrics(pb_utils), log=pb_utils.Logger.log_error)

@@ -34,10 +34,10 @@ import numpy as np
 from serving.contract import ExportConfig
 from serving.frontend import Sentence
 from serving.runtime.acoustic import AcousticRuntime
-from serving.steps import RequestError, Tensors
+from serving.steps import RequestError, ServerBusyError, Tensors
 from serving.steps.frontend import FrontendStep
-from serving.steps.join import silence
-from serving.stream.policy import ChunkPolicy
+from serving.steps.join import pause_samples
+from serving.stream.policy import StreamPolicy
 from serving.stream.sentence import SentenceAudio, Window
 from serving.stream.vocoder import Vocode
 
@@ -81,7 +81,8 @@ class NoMetrics:
 class Stream:
     """One request: its sentences as they are reached, the two it is working on, and what it has sent."""
 
-    def __init__(self, voice: int, duration_scale: float, first: Sentence, rest: Iterator[Sentence], sender: Sender):
+    def __init__(self, voice: int, duration_scale: float, first: Sentence, rest: Iterator[Sentence], sender: Sender,
+                 on_close: Callable[[], None]):
         self.voice, self.duration_scale = voice, duration_scale
         self._next: Sentence | None = first
         self._rest = rest
@@ -90,10 +91,12 @@ class Stream:
         self.current: SentenceAudio | None = None  # the sentence whose chunks are being planned
         self.upcoming: SentenceAudio | None = None  # the next, started when the current one is decoded
         self.last_chunk = 0  # frames of the last chunk planned (0: none yet)
+        self.silence = 0  # samples of the pause after the last sentence planned, still to plan
         self.planned_s = 0.0  # seconds of audio planned, pauses included
         self.playback_start: float | None = None  # when the first response left
         self.queued = 0  # chunks waiting for (or in) the vocoder
         self.closed = False  # the final response has gone
+        self._on_close = on_close
         self.last_poll = self.arrival
         self._lock = threading.Lock()
 
@@ -109,7 +112,7 @@ class Stream:
     @property
     def exhausted(self) -> bool:
         """Every chunk planned: what is left is the vocoder's."""
-        return self.current is None and self._next is None
+        return self.current is None and self._next is None and not self.silence
 
     def buffered_s(self, now: float) -> float:
         """Seconds of audio the listener has that have not played yet (all of it before playback starts)."""
@@ -119,16 +122,21 @@ class Stream:
         with self._lock:
             if self.closed:
                 return
-            self.closed = final
             if self.playback_start is None:
                 self.playback_start = time.monotonic()
+            if final:
+                self._closed()
             self.sender.send(audio, final)
 
     def close(self, error: Exception | None = None) -> None:
         with self._lock:
             if not self.closed:
-                self.closed = True
+                self._closed()
                 self.sender.close(error)
+
+    def _closed(self) -> None:
+        self.closed = True
+        self._on_close()
 
 
 @dataclass(order=True)
@@ -142,7 +150,7 @@ class Job:
     order: int
     stream: Stream = field(compare=False)
     window: Window | None = field(compare=False)
-    silence_s: float = field(compare=False)
+    silence: int = field(compare=False)  # samples
     final: bool = field(compare=False)
 
     @property
@@ -155,7 +163,7 @@ class StreamEngine:
     """Streams of every voice of an export; `submit` answers a request through its Sender."""
 
     def __init__(self, config: ExportConfig, frontend: FrontendStep, runtimes: list[AcousticRuntime], vocode: Vocode,
-                 policy: ChunkPolicy, metrics: Metrics | None = None, log: Callable[[str], None] = print):
+                 policy: StreamPolicy, metrics: Metrics | None = None, log: Callable[[str], None] = print):
         self.frontend, self.runtimes, self.vocode, self.policy = frontend, runtimes, vocode, policy
         self.metrics, self.log = metrics or NoMetrics(), log
         self.contexts = [tuple(config.voices[name].vocoder_context_frames) for name in config.voice_names()]
@@ -168,6 +176,7 @@ class StreamEngine:
         self._lock = threading.Condition()
         self._running = True
         self._urgent = False  # the vocoder is making a request's first chunk
+        self._open = 0  # requests taken and not yet answered in full
         for name, runtime in zip(config.voice_names(), runtimes):
             runtime.synthesize([sentence.ids for sentence in frontend.frontends[name](WARMUP_TEXT)], [1.0])
         self._threads = [threading.Thread(target=self._acoustic_loop, name="tts_stream acoustic", daemon=True),
@@ -177,16 +186,30 @@ class StreamEngine:
 
     def submit(self, request: Tensors, sender: Sender) -> None:
         """Check the request and read its first sentence here (a mistake is answered at once), then queue it."""
+        with self._lock:
+            busy = self._open >= self.policy.max_streams
+            if not busy:
+                self._open += 1
+        if busy:
+            sender.close(ServerBusyError(f"the streaming model is already streaming {self.policy.max_streams} requests, "
+                                         "its limit: try again shortly"))
+            return
         try:
             reading = self.frontend.read(request)
             first = next(reading.sentences)
         except RequestError as e:
+            self._stream_closed()
             sender.close(e)
             return
-        stream = Stream(reading.voice_index, reading.duration_scale, first, reading.sentences, sender)
+        stream = Stream(reading.voice_index, reading.duration_scale, first, reading.sentences, sender,
+                        self._stream_closed)
         with self._lock:
             self._inbox.append(stream)
             self._lock.notify_all()
+
+    def _stream_closed(self) -> None:
+        with self._lock:
+            self._open -= 1
 
     def close(self) -> None:
         """Stop both threads; requests still running get an error."""
@@ -261,35 +284,41 @@ class StreamEngine:
     def _plan_chunks(self, now: float) -> bool:
         planned = False
         for stream in self._streams:
-            while self._may_advance(stream, now) and stream.current is not None:
+            while self._may_advance(stream, now) and (stream.silence or stream.current is not None):
+                if stream.silence:  # a pause, in pieces no longer than the largest chunk, paced like audio
+                    piece = min(stream.silence, self.policy.max_frames * self.hop)
+                    stream.silence -= piece
+                    self._queue(stream, None, piece, False)
+                    planned = True
+                    continue
                 sentence = stream.current
                 remaining = sentence.frames - sentence.sent
-                window = None
                 if remaining:
                     buffered = stream.buffered_s(now) * self.sample_rate / self.hop
                     contended = any(job.stream is not stream for job in self._jobs)  # others wait for the vocoder
                     end = sentence.sent + self.policy.frames(stream.last_chunk, buffered, contended, remaining)
                     if sentence.needs_decoder(end):
                         break
-                    window = sentence.take(end)
-                self._queue(stream, window, sentence.pause_s if sentence.finished else 0.0,
-                            sentence.finished and sentence.last)
+                    self._queue(stream, sentence.take(end), 0, sentence.finished and sentence.last)
+                    planned = True
+                elif sentence.last:  # a last sentence of no frames: only the end is left to send
+                    self._queue(stream, None, 0, True)
                 if sentence.finished:
+                    stream.silence = 0 if sentence.last else pause_samples(sentence.pause_s, self.sample_rate)
                     stream.current, stream.upcoming = stream.upcoming, None
-                planned = True
         return planned
 
-    def _queue(self, stream: Stream, window: Window | None, silence_s: float, final: bool) -> None:
+    def _queue(self, stream: Stream, window: Window | None, silence: int, final: bool) -> None:
         deadline = (stream.playback_start or stream.arrival) + stream.planned_s
         first = window is not None and not stream.last_chunk
         if window is not None:
             stream.last_chunk = window.frames
             stream.planned_s += window.frames * self.hop / self.sample_rate
             self.metrics.vocoded(window.frames, len(window.mel) - window.frames)
-        stream.planned_s += silence_s
+        stream.planned_s += silence / self.sample_rate
         with self._lock:
             stream.queued += 1
-            heapq.heappush(self._jobs, Job(not first, deadline, next(self._order), stream, window, silence_s, final))
+            heapq.heappush(self._jobs, Job(not first, deadline, next(self._order), stream, window, silence, final))
             self._lock.notify_all()
 
     def _decode(self, now: float) -> bool:
@@ -348,8 +377,8 @@ class StreamEngine:
         if job.window is not None:
             audio = self.vocode(job.stream.voice, job.window.mel)
             pieces.append(audio[job.window.skip * self.hop : (job.window.skip + job.window.frames) * self.hop])
-        if job.silence_s:
-            pieces.append(silence(job.silence_s, self.sample_rate))
+        if job.silence:
+            pieces.append(np.zeros(job.silence, dtype=np.float32))
         if not pieces and job.final:
             job.stream.close()
         for i, piece in enumerate(pieces):

@@ -1,4 +1,4 @@
-"""How big a stream's chunks are and how far ahead of its listener a stream may run.
+"""How big a stream's chunks are, how far ahead of its listener a stream may run, how many run at once.
 
 A chunk is a range of one sentence's mel frames, vocoded with the context its vocoder needs around it
 (serving.stream.sentence). Every chunk after a sentence's first costs that context again, so chunks
@@ -18,25 +18,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class ChunkPolicyError(ValueError):
+class StreamPolicyError(ValueError):
     """Streaming settings that cannot work (deploy/targets/*.yaml)."""
 
 
 @dataclass(frozen=True)
-class ChunkPolicy:
+class StreamPolicy:
     first_frames: int  # mel frames of a request's first chunk
-    max_frames: int  # the largest chunk
+    max_frames: int  # the largest chunk (and the longest piece of silence)
     growth: float  # a later chunk holds this many times the audio the listener has buffered
     max_lead_s: float  # a stream makes no more audio while this far ahead of its listener (0: no bound)
+    max_streams: int  # requests streamed at once; more are refused (overload is shed, not queued)
 
     def __post_init__(self):
         if not 1 <= self.first_frames <= self.max_frames:
-            raise ChunkPolicyError(f"chunk sizes need 1 <= first_frames ({self.first_frames}) <= max_frames "
+            raise StreamPolicyError(f"chunk sizes need 1 <= first_frames ({self.first_frames}) <= max_frames "
                                    f"({self.max_frames})")
         if not self.growth > 0:
-            raise ChunkPolicyError(f"growth must be positive, not {self.growth}")
+            raise StreamPolicyError(f"growth must be positive, not {self.growth}")
         if self.max_lead_s < 0:
-            raise ChunkPolicyError(f"max_lead_s must be 0 (no bound) or positive, not {self.max_lead_s}")
+            raise StreamPolicyError(f"max_lead_s must be 0 (no bound) or positive, not {self.max_lead_s}")
+        if self.max_streams < 1:
+            raise StreamPolicyError(f"max_streams must be at least 1, not {self.max_streams}")
 
     def frames(self, previous: int, buffered_frames: float, contended: bool, remaining: int) -> int:
         """The next chunk's frame count, given the request's previous chunk (0: this is its first), how
