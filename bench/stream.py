@@ -48,6 +48,7 @@ from deploy.vocoder_precision import AUTO, CHOICES
 from models.model_dir import ModelDirError
 from serving.contract import TTS, TTS_STREAM, ExportConfigError
 from serving.stream.policy import StreamPolicy, StreamPolicyError
+from serving.stream.vocoder import VOCODER_PLACES
 from tts_client import TTSClient
 
 REQUEST_TIMEOUT_S = 1800.0
@@ -312,8 +313,8 @@ def write_summary(results: dict, path: Path) -> None:
         f"after each measurement is in the tables (other work on these cores skews every timing). Model: "
         f"{meta['model']}; {'; '.join(meta['repository'])}. Deployment: `deploy/targets/cpu.yaml`, streaming with "
         f"the chunk policy: first chunk {policy['first_frames']} frames, largest {policy['max_frames']}, growth "
-        f"{policy['growth']:g}, lead bound {policy['max_lead_s']:g} s; no response cache; the project's client over "
-        "gRPC.", "",
+        f"{policy['growth']:g}, lead bound {policy['max_lead_s']:g} s, vocoder {policy['vocoder']}; no response cache; "
+        "the project's client over gRPC.", "",
         "## Targets", "",
         "| target | measured | needs | |", "|---|---|---|---|",
     ]
@@ -422,6 +423,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-chunk-frames", type=int, default=default.max_frames, help=f"({default.max_frames})")
     parser.add_argument("--chunk-growth", type=float, default=default.growth, help=f"({default.growth:g})")
     parser.add_argument("--max-lead-s", type=float, default=default.max_lead_s, help=f"({default.max_lead_s:g})")
+    parser.add_argument("--vocoder", choices=VOCODER_PLACES, default=default.vocoder,
+                        help=f"where the streaming model vocodes ({default.vocoder})")
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or args.requests < 1 or args.repeats < 1:
         parser.error("concurrency, --requests and --repeats must be at least 1")
@@ -435,8 +438,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
+        deployed = TargetSettings.read("cpu").streaming
         policy = StreamPolicy(args.first_chunk_frames, args.max_chunk_frames, args.chunk_growth, args.max_lead_s,
-                              TargetSettings.read("cpu").streaming.max_streams)
+                              deployed.max_streams, args.vocoder)
         _, export_dir, model = prepare_model(args)
         repository_log: list[str] = []
         settings = dataclasses.replace(TargetSettings.read("cpu"), streaming=policy)

@@ -46,6 +46,7 @@ from serving.contract import (
 from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
 from serving.stream.policy import StreamPolicy, StreamPolicyError
+from serving.stream.vocoder import IN_PROCESS, VOCODER_MODEL
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
@@ -87,7 +88,7 @@ class TargetSettings:
         s = data["streaming"]
         try:
             policy = StreamPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"],
-                                  s["max_streams"])
+                                  s["max_streams"], s["vocoder"])
         except StreamPolicyError as e:
             raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: {e}") from None
         return cls(data["providers"], data["intra_op_threads"],
@@ -144,6 +145,9 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     policy = settings.streaming
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
+    if target == "gpu" and policy.vocoder == IN_PROCESS:
+        raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: vocoder {IN_PROCESS} runs a CPU vocoder; "
+                              f"a GPU host streams through the engine: use {VOCODER_MODEL}")
     if target == "gpu":
         engine = read_engine_metadata(export_dir, voices)
         runtime = TENSORRT
@@ -162,7 +166,8 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
                   VOCODER.name: vocoder,
                   TTS_STREAM.name: {**runtime_options, "first_chunk_frames": str(policy.first_frames),
                                     "max_chunk_frames": str(policy.max_frames), "chunk_growth": str(policy.growth),
-                                    "max_lead_s": str(policy.max_lead_s), "max_streams": str(policy.max_streams)}}
+                                    "max_lead_s": str(policy.max_lead_s), "max_streams": str(policy.max_streams),
+                                    "vocoder": policy.vocoder, "runtime": runtime}}
 
     if out.exists():
         shutil.rmtree(out)
@@ -188,9 +193,10 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
         copy(plan, out / VOCODER_ENGINE.name / "1" / "model.plan")
         copy(plan_metadata_path(plan), plan_metadata_path(out / VOCODER_ENGINE.name / "1" / "model.plan"))
     else:
-        for voice in voices:
-            vocoder_file = CPU_VOCODER_FILES[runtime]
-            copy(export_dir / voice / vocoder_file, out / VOCODER.name / "1" / voice / vocoder_file)
+        vocoder_file = CPU_VOCODER_FILES[runtime]
+        for model in (VOCODER, TTS_STREAM) if policy.vocoder == IN_PROCESS else (VOCODER,):
+            for voice in voices:
+                copy(export_dir / voice / vocoder_file, out / model.name / "1" / voice / vocoder_file)
 
     write_warmup(out)
     # The response cache keys `tts` answers by its version: a repository with other contents gets another

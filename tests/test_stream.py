@@ -26,7 +26,7 @@ from serving.steps import RequestError, ServerBusyError
 from serving.steps.frontend import FrontendStep
 from serving.stream.engine import QUEUED_CHUNKS, StreamEngine
 from serving.stream.policy import StreamPolicy, StreamPolicyError
-from serving.stream.vocoder import in_process
+from serving.stream.vocoder import IN_PROCESS, in_process
 
 TOLERANCE = 1e-4  # FP32 vocoder: joined chunks against the tts pipeline's AUDIO
 TEXTS = [
@@ -36,10 +36,10 @@ TEXTS = [
     '<speak><emotion category="happy">谢谢你的帮助</emotion>。<break time="500ms"/></speak>',
 ]
 POLICIES = {
-    "one frame a chunk": StreamPolicy(1, 1, 1.0, 0, 16),
-    "small": StreamPolicy(3, 20, 2.0, 0, 16),
+    "one frame a chunk": StreamPolicy(1, 1, 1.0, 0, 16, IN_PROCESS),
+    "small": StreamPolicy(3, 20, 2.0, 0, 16, IN_PROCESS),
     "deployed": TargetSettings.read("cpu").streaming,
-    "whole sentences": StreamPolicy(10_000, 10_000, 1.0, 0, 16),
+    "whole sentences": StreamPolicy(10_000, 10_000, 1.0, 0, 16, IN_PROCESS),
 }
 LONG_TEXT = "".join(itertools.islice(itertools.cycle(["我们明天早上八点出发，请大家准时集合。", "银行就在路口的左边。",
                                                       "会议改到下午三点半。"]), 10_000))[:MAX_STREAM_TEXT_CHARS]
@@ -345,7 +345,7 @@ def test_a_long_text_is_read_as_it_is_reached_and_holds_bounded_state(pipeline, 
 
 
 def test_chunk_sizes_grow_with_the_listeners_buffer_and_never_shrink():
-    policy = StreamPolicy(first_frames=12, max_frames=256, growth=2.0, max_lead_s=60, max_streams=16)
+    policy = StreamPolicy(first_frames=12, max_frames=256, growth=2.0, max_lead_s=60, max_streams=16, vocoder=IN_PROCESS)
     assert policy.frames(0, 0, True, 500) == 12  # the first chunk, however busy the server
     assert policy.frames(12, 10, False, 500) == 20  # twice the buffered audio
     assert policy.frames(40, 10, False, 500) == 40  # never less than the one before
@@ -355,11 +355,12 @@ def test_chunk_sizes_grow_with_the_listeners_buffer_and_never_shrink():
     assert policy.frames(12, 10, False, 25) == 25  # no tail shorter than first_frames
     assert policy.frames(0, 0, False, 5) == 5  # a sentence shorter than a chunk is one chunk
     assert policy.ahead(60.0) and not policy.ahead(59.9)
-    assert not StreamPolicy(12, 256, 2.0, 0, 16).ahead(10_000)
+    assert not StreamPolicy(12, 256, 2.0, 0, 16, IN_PROCESS).ahead(10_000)
 
 
-@pytest.mark.parametrize("values", [(0, 10, 2.0, 0, 1), (20, 10, 2.0, 0, 1), (5, 10, 0, 0, 1), (5, 10, 2.0, -1, 1),
-                                    (5, 10, 2.0, 0, 0)])
+@pytest.mark.parametrize("values", [(0, 10, 2.0, 0, 1, IN_PROCESS), (20, 10, 2.0, 0, 1, IN_PROCESS),
+                                    (5, 10, 0, 0, 1, IN_PROCESS), (5, 10, 2.0, -1, 1, IN_PROCESS),
+                                    (5, 10, 2.0, 0, 0, IN_PROCESS), (5, 10, 2.0, 0, 1, "elsewhere")])
 def test_chunk_policies_that_cannot_work_are_refused(values):
     with pytest.raises(StreamPolicyError):
         StreamPolicy(*values)

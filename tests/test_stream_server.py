@@ -2,12 +2,15 @@
 
 Joined chunks equal the `tts` ensemble's AUDIO; streams that join and leave share decoder steps (the
 model's own metrics say how many streams each step advanced); a client that leaves stops the work; a
-bad request gets one error; a vocoder that dies mid-stream fails that stream with a message and the
-server goes on; a 100,000-character text streams without the model's memory growing with it.
+bad request gets one error; a vocoder model that dies mid-stream fails that stream with a message and the
+server goes on; a 100,000-character text streams without the model's memory growing with it. The CPU
+target vocodes in the streaming model's own process; one test streams through the vocoder model (BLS), as
+the GPU target does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -24,8 +27,10 @@ import soundfile as sf
 
 from bench.memory import model_stub, rss_mib
 from deploy.launcher import TritonServer
+from deploy.repository import TargetSettings, generate
 from serving.contract import TTS_STREAM, VOCODER
 from serving.limits import MAX_STREAM_TEXT_CHARS
+from serving.stream.vocoder import VOCODER_MODEL
 from tts_client import TTSClient
 from tts_client.client import TTSError
 
@@ -167,21 +172,34 @@ def test_a_bad_request_gets_one_error_while_other_streams_go_on(server, client):
     assert_equal_audio(joined([first, *rest]), client.synthesize(TEXTS[1][0], speed=TEXTS[1][1]).audio)
 
 
-def test_a_vocoder_that_dies_mid_stream_fails_that_stream_and_the_server_recovers(server, client, killed_stub_regions):
-    chunks = client.stream(LONG_TEXT[:3000])
-    next(chunks)
-    pid, region = model_stub(server.process.pid, VOCODER.name)
-    killed_stub_regions.append(region)
-    os.kill(pid, signal.SIGKILL)
-    with pytest.raises(TTSError, match="vocoder"):
-        list(chunks)
-    wait_until(lambda: active_streams(server) == 0, "the failed stream to leave the model")
-    base = f"http://{server.http_url}"
-    assert urllib.request.urlopen(f"{base}/v2/health/ready").status == 200
-    assert post(f"{base}/v2/repository/models/{VOCODER.name}/unload", server.admin_headers()) == 200
-    assert post(f"{base}/v2/repository/models/{VOCODER.name}/load", server.admin_headers()) == 200
-    text, speed = TEXTS[0]
-    assert_equal_audio(joined(client.stream(text, speed=speed)), client.synthesize(text, speed=speed).audio)
+def test_through_the_vocoder_model_the_stream_is_exact_and_a_vocoder_that_dies_fails_it_alone(
+        tiny_export, tmp_path, killed_stub_regions):
+    """The GPU target's way (BLS into the `vocoder` model), here on CPU: chunks equal `tts`; when the vocoder
+    model's process dies mid-stream, that stream ends with Triton's message, the server stays up, and after
+    the documented reload (unload, load) streams are exact again."""
+    cpu = TargetSettings.read("cpu")
+    settings = dataclasses.replace(cpu, streaming=dataclasses.replace(cpu.streaming, vocoder=VOCODER_MODEL))
+    repository = generate(tiny_export, tmp_path / "model_repository", "cpu", settings=settings)
+    server = TritonServer(repository, log_path=tmp_path / "tritonserver.log",
+                          extra_args=["--model-control-mode=explicit", "--load-model=tts", f"--load-model={TTS_STREAM.name}",
+                                      f"--exit-timeout-secs={EXIT_TIMEOUT_S}"])
+    with server, TTSClient(server.grpc_url, "grpc", timeout_s=120, retries=0) as client:
+        text, speed = TEXTS[1]
+        assert_equal_audio(joined(client.stream(text, speed=speed)), client.synthesize(text, speed=speed).audio)
+        chunks = client.stream(LONG_TEXT[:3000])
+        next(chunks)
+        pid, region = model_stub(server.process.pid, VOCODER.name)
+        killed_stub_regions.append(region)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(TTSError, match="vocoder"):
+            list(chunks)
+        wait_until(lambda: active_streams(server) == 0, "the failed stream to leave the model")
+        base = f"http://{server.http_url}"
+        assert urllib.request.urlopen(f"{base}/v2/health/ready").status == 200
+        assert post(f"{base}/v2/repository/models/{VOCODER.name}/unload", server.admin_headers()) == 200
+        assert post(f"{base}/v2/repository/models/{VOCODER.name}/load", server.admin_headers()) == 200
+        text, speed = TEXTS[0]
+        assert_equal_audio(joined(client.stream(text, speed=speed)), client.synthesize(text, speed=speed).audio)
 
 
 def test_a_long_text_streams_in_bounded_memory(server, client):

@@ -1,7 +1,8 @@
 """The streaming model's Triton glue (model_repository/tts_stream/1/model.py), beside serving.adapter.
 
 The model is decoupled: execute() hands each request to the engine and returns; the engine's threads
-answer through the request's response sender, chunk by chunk, and call the vocoder model through BLS.
+answer through the request's response sender, chunk by chunk, running the vocoder step in this process
+or calling the vocoder model through BLS (serving.stream.vocoder).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from serving.limits import MAX_STREAM_TEXT_CHARS
 from serving.steps import ModelFailedError
 from serving.steps.acoustic import AcousticStep
 from serving.steps.frontend import FrontendStep
+from serving.steps.vocoder import VocoderStep
 from serving.stream.engine import StreamEngine
 from serving.stream.policy import StreamPolicy
-from serving.stream.vocoder import Vocode, chunk_request
+from serving.stream.vocoder import IN_PROCESS, Vocode, chunk_request, in_process
 
 
 class ResponseSender:
@@ -98,9 +100,13 @@ def stream_engine(pb_utils, args: ModelArgs) -> StreamEngine:
     config = args.export_config
     p = args.parameters
     policy = StreamPolicy(int(p["first_chunk_frames"]), int(p["max_chunk_frames"]), float(p["chunk_growth"]),
-                          float(p["max_lead_s"]), int(p["max_streams"]))
+                          float(p["max_lead_s"]), int(p["max_streams"]), p["vocoder"])
+    if policy.vocoder == IN_PROCESS:  # the vocoder model's own step, files and runtime, in this process
+        vocode = in_process(VocoderStep(config, args.files, args.runtime_options(), p["runtime"]))
+    else:
+        vocode = vocoder_model(pb_utils)
     return StreamEngine(config, FrontendStep(config, MAX_STREAM_TEXT_CHARS),
-                        AcousticStep(config, args.files, args.runtime_options()).runtimes, vocoder_model(pb_utils),
+                        AcousticStep(config, args.files, args.runtime_options()).runtimes, vocode,
                         policy, StreamMetrics(pb_utils), log=pb_utils.Logger.log_error)
 
 

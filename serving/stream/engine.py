@@ -20,7 +20,6 @@ its stream leaves the loop, so work stops within a chunk.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 import time
@@ -95,6 +94,7 @@ class Stream:
         self.planned_s = 0.0  # seconds of audio planned, pauses included
         self.playback_start: float | None = None  # when the first response left
         self.queued = 0  # chunks waiting for (or in) the vocoder
+        self.vocoding = False  # one of its chunks is in the vocoder
         self.closed = False  # the final response has gone
         self._on_close = on_close
         self.last_poll = self.arrival
@@ -171,16 +171,18 @@ class StreamEngine:
         self.steps = self.stream_steps = 0  # decoder steps run, and streams advanced by them
         self._streams: list[Stream] = []  # the acoustic thread's
         self._inbox: list[Stream] = []
-        self._jobs: list[Job] = []  # a heap, earliest deadline first
+        self._jobs: list[Job] = []  # chunks waiting for the vocoder
         self._order = itertools.count()
         self._lock = threading.Condition()
         self._running = True
-        self._urgent = False  # the vocoder is making a request's first chunk
+        self._urgent = 0  # requests' first chunks the vocoder is making
         self._open = 0  # requests taken and not yet answered in full
         for name, runtime in zip(config.voice_names(), runtimes):
             runtime.synthesize([sentence.ids for sentence in frontend.frontends[name](WARMUP_TEXT)], [1.0])
         self._threads = [threading.Thread(target=self._acoustic_loop, name="tts_stream acoustic", daemon=True),
-                         threading.Thread(target=self._vocoder_loop, name="tts_stream vocoder", daemon=True)]
+                         threading.Thread(target=self._vocoder_loop, args=(False,), name="tts_stream vocoder", daemon=True),
+                         threading.Thread(target=self._vocoder_loop, args=(True,), name="tts_stream first chunks",
+                                          daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -318,7 +320,7 @@ class StreamEngine:
         stream.planned_s += silence / self.sample_rate
         with self._lock:
             stream.queued += 1
-            heapq.heappush(self._jobs, Job(not first, deadline, next(self._order), stream, window, silence, final))
+            self._jobs.append(Job(not first, deadline, next(self._order), stream, window, silence, final))
             self._lock.notify_all()
 
     def _decode(self, now: float) -> bool:
@@ -350,15 +352,22 @@ class StreamEngine:
 
     # -- the vocoder thread --------------------------------------------------------------------
 
-    def _vocoder_loop(self) -> None:
+    def _next_job(self, first_only: bool) -> Job | None:
+        """The job to do next (first chunks first, then the earliest deadline) of a stream that has none in the
+        vocoder (a stream's chunks go out in order); `first_only`: requests' first chunks only."""
+        ready = [job for job in self._jobs if not job.stream.vocoding and (job.first or not first_only)]
+        return min(ready, default=None)
+
+    def _vocoder_loop(self, first_only: bool) -> None:
         while True:
             with self._lock:
-                while self._running and not self._jobs:
+                while self._running and (job := self._next_job(first_only)) is None:
                     self._lock.wait()
                 if not self._running:
                     return
-                job = heapq.heappop(self._jobs)
-                self._urgent = job.first
+                self._jobs.remove(job)
+                job.stream.vocoding = True
+                self._urgent += job.first
             stream = job.stream
             try:
                 if not stream.closed and stream.sender.is_cancelled():
@@ -368,7 +377,8 @@ class StreamEngine:
             except Exception as e:  # noqa: BLE001 - a failed chunk fails its request, not the others
                 self._fail([stream], e)
             with self._lock:
-                self._urgent = False
+                self._urgent -= job.first
+                stream.vocoding = False
                 stream.queued -= 1
                 self._lock.notify_all()
 

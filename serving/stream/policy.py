@@ -1,4 +1,5 @@
-"""How big a stream's chunks are, how far ahead of its listener a stream may run, how many run at once.
+"""The streaming model's settings: chunk sizes, how far ahead of its listener a stream may run, how many
+streams run at once, and where the vocoder runs (deploy/targets/*.yaml, `streaming:`).
 
 A chunk is a range of one sentence's mel frames, vocoded with the context its vocoder needs around it
 (serving.stream.sentence). Every chunk after a sentence's first costs that context again, so chunks
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serving.stream.vocoder import VOCODER_PLACES
+
 
 class StreamPolicyError(ValueError):
     """Streaming settings that cannot work (deploy/targets/*.yaml)."""
@@ -29,6 +32,7 @@ class StreamPolicy:
     growth: float  # a later chunk holds this many times the audio the listener has buffered
     max_lead_s: float  # a stream makes no more audio while this far ahead of its listener (0: no bound)
     max_streams: int  # requests streamed at once; more are refused (overload is shed, not queued)
+    vocoder: str  # where chunks are vocoded: serving.stream.vocoder.IN_PROCESS or VOCODER_MODEL
 
     def __post_init__(self):
         if not 1 <= self.first_frames <= self.max_frames:
@@ -40,6 +44,8 @@ class StreamPolicy:
             raise StreamPolicyError(f"max_lead_s must be 0 (no bound) or positive, not {self.max_lead_s}")
         if self.max_streams < 1:
             raise StreamPolicyError(f"max_streams must be at least 1, not {self.max_streams}")
+        if self.vocoder not in VOCODER_PLACES:
+            raise StreamPolicyError(f"vocoder must be one of {', '.join(VOCODER_PLACES)}, not {self.vocoder!r}")
 
     def frames(self, previous: int, buffered_frames: float, contended: bool, remaining: int) -> int:
         """The next chunk's frame count, given the request's previous chunk (0: this is its first), how

@@ -1,8 +1,11 @@
-"""How a stream's chunk reaches the vocoder: as a one-row request of the vocoder model (serving.contract.VOCODER).
+"""How a stream's chunk reaches the vocoder: as a one-row request of the vocoder step (serving.contract.VOCODER).
 
-The streaming model calls the `vocoder` Triton model through BLS (serving.adapter.vocoder_model), so a
-chunk runs on whatever the deployment serves (FP32 or BF16 on CPU, the TensorRT engine on a GPU host)
-and its audio is the one the `tts` ensemble makes; `in_process` runs the same step in this process.
+Either place runs what the `vocoder` model runs, so a chunk's audio is the one the `tts` ensemble makes:
+- IN_PROCESS (the CPU target): the streaming model runs the vocoder step itself, on the same files and
+  runtime (FP32 or BF16) as the vocoder model. Its two vocoder threads can then work at once, so a
+  request's first chunk never waits for another request's long chunk (results/stream/decisions.md).
+- VOCODER_MODEL (the GPU target): a BLS request to the `vocoder` model, which hands it to the TensorRT
+  engine (serving.stream.adapter.vocoder_model).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from serving.steps import RequestError, Tensors
 from serving.steps.vocoder import VocoderStep
 
 Vocode = Callable[[int, np.ndarray], np.ndarray]  # voice index, mel [frames, n_mels] -> audio [frames * hop]
+IN_PROCESS, VOCODER_MODEL = "in_process", "vocoder_model"
+VOCODER_PLACES = (IN_PROCESS, VOCODER_MODEL)
 
 
 def chunk_request(voice: int, mel: np.ndarray) -> Tensors:
