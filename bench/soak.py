@@ -51,13 +51,13 @@ from deploy.repository import generate
 from models.mel import log_mel_l1, log_mel_spectrogram
 from serving.contract import (
     ACOUSTIC,
-    BF16,
-    MAX_BF16_BATCH_L1,
-    MAX_FP32_BATCH_DIFF,
     AUDIO,
+    BF16,
     DURATION_SCALE,
     EXPORT_CONFIG_FILE,
     IDS,
+    MAX_BF16_BATCH_L1,
+    MAX_FP32_BATCH_DIFF,
     PAUSE,
     TEXT,
     TOKENS,

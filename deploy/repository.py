@@ -37,6 +37,7 @@ from serving.contract import (
     JOIN,
     TENSORRT,
     TTS,
+    TTS_STREAM,
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
@@ -47,13 +48,18 @@ from serving.contract import (
 )
 from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
+from serving.stream.policy import StreamPolicy, StreamPolicyError
+from serving.stream.vocoder import IN_PROCESS, VOCODER_MODEL
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 TARGETS = ("cpu", "gpu")
-PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
+PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN, TTS_STREAM)  # each gets model.py and export.json in its version folder
+ACOUSTIC_GRAPH_MODELS = (ACOUSTIC, TTS_STREAM)  # each runs the acoustic graphs, from its own version folder
 ENGINE_LIMITS = ("max_batch_size", "max_frames")  # of the engine's profile, in its metadata
-GRAPH_MODELS = (ACOUSTIC, VOCODER)  # the models whose instances run graphs with threads of their own
+# The models whose instances run graphs with threads of their own; the cores are divided among them.
+# tts_stream gets the same count: it does the work of these two for the requests that stream.
+GRAPH_MODELS = (ACOUSTIC, VOCODER)
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
 
@@ -79,14 +85,21 @@ class TargetSettings:
     acoustic_backends: dict[str, str]  # graph file -> onnxruntime | openvino
     vocoder_bucket_frames: int
     models: dict[str, ModelSettings]
+    streaming: StreamPolicy
 
     @classmethod
     def read(cls, target: str) -> "TargetSettings":
         if target not in TARGETS:
             raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
+        s = data["streaming"]
+        try:
+            policy = StreamPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"],
+                                  s["max_streams"], s["vocoder"])
+        except StreamPolicyError as e:
+            raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: {e}") from None
         return cls(data["providers"], data["acoustic_backends"], data["vocoder_bucket_frames"],
-                   {name: ModelSettings(**values) for name, values in data["models"].items()})
+                   {name: ModelSettings(**values) for name, values in data["models"].items()}, policy)
 
     def instance_threads(self, cores: int) -> int:
         """Threads per instance of the models that run graphs (acoustic, vocoder): the cores divided among
@@ -152,8 +165,12 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     graph_settings = {"providers": ",".join(settings.providers), "threads": str(threads)}
     vocoder_settings = {**graph_settings, "bucket_frames": str(settings.vocoder_bucket_frames)}
     max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
+    policy = settings.streaming
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.audio.sizes())
+    if target == "gpu" and policy.vocoder == IN_PROCESS:
+        raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: vocoder {IN_PROCESS} runs a CPU vocoder; "
+                              f"a GPU host streams through the engine: use {VOCODER_MODEL}")
     if target == "gpu":
         engine = read_engine_metadata(export_dir, voices)
         runtime = TENSORRT
@@ -167,10 +184,15 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
         vocoder = {**vocoder_settings, "runtime": runtime}
+    acoustic = {**graph_settings, "backends": json.dumps(settings.acoustic_backends)}
     parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False)},
-                  ACOUSTIC.name: {**graph_settings, "backends": json.dumps(settings.acoustic_backends),
-                                  "max_sentence_frames": str(max_frames)},
-                  VOCODER.name: vocoder}
+                  ACOUSTIC.name: {**acoustic, "max_sentence_frames": str(max_frames)},
+                  VOCODER.name: vocoder,
+                  TTS_STREAM.name: {**acoustic, "first_chunk_frames": str(policy.first_frames),
+                                    "max_chunk_frames": str(policy.max_frames), "chunk_growth": str(policy.growth),
+                                    "max_lead_s": str(policy.max_lead_s), "max_streams": str(policy.max_streams),
+                                    "vocoder": policy.vocoder, "runtime": runtime,
+                                    "bucket_frames": str(settings.vocoder_bucket_frames)}}
 
     if out.exists():
         shutil.rmtree(out)
@@ -187,16 +209,18 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     for model in PYTHON_MODELS:
         copy(TEMPLATES / model.name / "1" / "model.py", out / model.name / "1" / "model.py")
         copy(export_dir / EXPORT_CONFIG_FILE, out / model.name / "1" / EXPORT_CONFIG_FILE)
-    for voice in voices:
-        for graph in ACOUSTIC_GRAPHS:
-            copy(export_dir / voice / graph, out / ACOUSTIC.name / "1" / voice / graph)
+    for model in ACOUSTIC_GRAPH_MODELS:
+        for voice in voices:
+            for graph in ACOUSTIC_GRAPHS:
+                copy(export_dir / voice / graph, out / model.name / "1" / voice / graph)
     if target == "gpu":
         plan = export_dir / voices[0] / VOCODER_PLAN
         copy(plan, out / VOCODER_ENGINE.name / "1" / "model.plan")
         copy(plan_metadata_path(plan), plan_metadata_path(out / VOCODER_ENGINE.name / "1" / "model.plan"))
     else:
-        for voice in voices:
-            copy(export_dir / voice / VOCODER_ONNX, out / VOCODER.name / "1" / voice / VOCODER_ONNX)
+        for model in (VOCODER, TTS_STREAM) if policy.vocoder == IN_PROCESS else (VOCODER,):
+            for voice in voices:
+                copy(export_dir / voice / VOCODER_ONNX, out / model.name / "1" / voice / VOCODER_ONNX)
 
     write_warmup(out)
     # The response cache keys `tts` answers by its version: a repository with other contents gets another

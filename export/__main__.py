@@ -87,6 +87,7 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
         has_mask=voice.has_mask,
         outputs_per_step=loaded.am.r,
         max_len=loaded.am.max_len,
+        vocoder_context_frames=list(loaded.vocoder.context_frames()),
         trusted_checkpoints=[str(path) for path in loaded.trusted_checkpoints],
     )
 

@@ -4,7 +4,7 @@ What `python -m export` writes into an export directory, what the model reposito
 from it, what the Triton models exchange, and what the in-process pipeline runs:
 
     <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
-    <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
+    <export dir>/<voice>/encoder.onnx ...      the six acoustic graphs (ACOUSTIC_GRAPHS)
     <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] -> WAV [batch, 1, samples]
     <export dir>/<voice>/vocoder.bf16.json     the quality record of that vocoder run in BF16 (CPU, OpenVINO)
     <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
@@ -25,15 +25,17 @@ from serving.symbols import STREAMS, Vocabulary
 # -- the export directory ------------------------------------------------------------------------
 
 EXPORT_CONFIG_FILE = "export.json"
-FORMAT_VERSION = 3  # 2: one audio settings type, upper-case vocoder tensors; 3: a vocoder graph OpenVINO runs in BF16
+FORMAT_VERSION = 4  # 2: one audio settings type; 3: the postnet as two graphs, the vocoder's context frames;
+#                     4: a vocoder graph OpenVINO runs in BF16
 
 # The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
 ENCODER = "encoder.onnx"
 DURATION_STEP = "duration_step.onnx"
 DECODER_MEMORY = "decoder_memory.onnx"
 DECODER_STEP = "decoder_step.onnx"
-POSTNET = "postnet.onnx"
-ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
+POSTNET_FSMN = "postnet_fsmn.onnx"
+POSTNET_LSTM = "postnet_lstm.onnx"
+ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET_FSMN, POSTNET_LSTM)
 
 VOCODER_ONNX = "vocoder.onnx"
 VOCODER_BF16_CHECK = "vocoder.bf16.json"  # the BF16 CPU vocoder's quality record against FP32 (BF16Check)
@@ -56,6 +58,7 @@ def plan_metadata_path(plan: Path) -> Path:
 META_MAX_LEN = "max_len"  # encoder: the longest phone sequence (the position table's size)
 META_VOCABULARY_SIZES = "vocabulary_sizes"  # encoder: JSON {stream: rows}
 META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder step (r)
+META_CONTEXT = "context_frames"  # postnet_fsmn: JSON [earlier, later] decoder frames one mel frame depends on
 META_HOP = "hop_length"  # vocoder: samples per mel frame
 META_N_MELS = "n_mels"  # vocoder: mel bins
 META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
@@ -89,7 +92,7 @@ PAUSE = Tensor("PAUSE", "TYPE_FP32", (1,), "seconds of silence after the sentenc
 MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "the sentence's mel spectrogram (frames past FRAMES are padding)")
 FRAMES = Tensor("FRAMES", "TYPE_INT32", (1,), "the sentence's mel frame count")
 WAV = Tensor("WAV", "TYPE_FP32", (1, -1), "the sentence's waveform (samples past FRAMES x hop are padding)")
-AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "the whole text's FP32 PCM in [-1, 1], sentences joined with pauses")
+AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "FP32 PCM in [-1, 1], sentences joined with pauses (tts_stream: a chunk of it)")
 SAMPLE_RATE = Tensor("SAMPLE_RATE", "TYPE_INT32", (1,), "samples per second of AUDIO")
 
 
@@ -112,6 +115,9 @@ VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX), (WAV,))
 JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
+# Streaming (decoupled): the same request, answered by one response per chunk (the chunks of AUDIO in order,
+# joined they are `tts`'s AUDIO) and a final one. It calls VOCODER itself (BLS).
+TTS_STREAM = Model("tts_stream", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 
 # Clients read the voice catalogue (voices, their emotions, the default voice, the sample rate) as a JSON
 # string parameter of the front end's config.
@@ -150,6 +156,7 @@ class VoiceSpec:
     has_mask: bool
     outputs_per_step: int  # decoder frames per step (r)
     max_len: int  # longest phone sequence the position table covers
+    vocoder_context_frames: list[int]  # [earlier, later] mel frames a frame's samples depend on
     trusted_checkpoints: list[str] = field(default_factory=list)  # loaded in full, with --trust-checkpoint
 
     def vocabulary(self) -> Vocabulary:

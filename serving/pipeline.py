@@ -56,6 +56,10 @@ class Pipeline:
     def acoustic(self) -> AcousticStep:
         return self.steps[1]
 
+    @property
+    def vocoder(self) -> VocoderStep:
+        return self.steps[2]
+
     def process(self, requests: list[Tensors], seconds: dict[str, float] | None = None) -> list[Tensors | RequestError]:
         """Each request's inputs (serving.contract.TTS) -> its outputs (AUDIO, SAMPLE_RATE), or its error.
 

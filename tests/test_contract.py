@@ -9,6 +9,7 @@ nothing of models/ or export/.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,12 +18,14 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from deploy.repository import TargetSettings, generate
+from deploy.repository import RepositoryError, TargetSettings, generate
 from serving.contract import (
     ACOUSTIC,
+    ACOUSTIC_GRAPHS,
     PIPELINE,
     TEXT,
     TTS,
+    TTS_STREAM,
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
@@ -31,6 +34,7 @@ from serving.contract import (
     Model,
     plan_metadata_path,
 )
+from serving.stream.vocoder import IN_PROCESS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,28 +60,52 @@ def check_model(config: model_config_pb2.ModelConfig, model: Model, sizes: dict[
 
 def test_every_model_declares_the_contracts_tensors(tiny_repository):
     sizes = ExportConfig.read(tiny_repository / "frontend" / "1").audio.sizes()
-    for model in (*PIPELINE, TTS):
+    for model in (*PIPELINE, TTS, TTS_STREAM):
         check_model(read_config(tiny_repository / model.name / "config.pbtxt"), model, sizes)
 
 
-def test_the_ensemble_runs_the_pipeline_in_order_with_each_tensor_mapped_to_itself(tiny_repository):
-    ensemble = read_config(tiny_repository / TTS.name / "config.pbtxt")
-    steps = ensemble.ensemble_scheduling.step
-    assert [step.model_name for step in steps] == [model.name for model in PIPELINE]
-    for step, model in zip(steps, PIPELINE):
-        assert dict(step.input_map) == {t.name: t.name for t in model.inputs}
-        assert dict(step.output_map) == {t.name: t.name for t in model.outputs}
-    made = {t.name for t in TTS.inputs}
-    for model in PIPELINE:  # every step reads only what the request or an earlier step made
-        assert {t.name for t in model.inputs} <= made
-        made |= {t.name for t in model.outputs}
-    assert {t.name for t in TTS.outputs} <= made
+@pytest.mark.parametrize("target", ["cpu", "gpu"])
+def test_the_streaming_model_is_decoupled_and_takes_the_tts_request_with_its_targets_chunk_policy(
+        tiny_repository, tmp_path, target):
+    """tts_stream answers the request `tts` takes, in chunks (decoupled), from one scheduler per instance,
+    with the chunk policy of deploy/targets/<target>.yaml; it runs the acoustic graphs from its own folder."""
+    repository = tiny_repository if target == "cpu" else generate_gpu_repository(tiny_repository, tmp_path)
+    config = read_config(repository / TTS_STREAM.name / "config.pbtxt")
+    settings = TargetSettings.read(target)
+    assert TTS_STREAM.inputs == TTS.inputs and TTS_STREAM.outputs == TTS.outputs
+    assert config.model_transaction_policy.decoupled
+    assert config.backend == "python" and config.max_batch_size == read_config(repository / TTS.name / "config.pbtxt").max_batch_size
+    assert [g.count for g in config.instance_group] == [settings.models[TTS_STREAM.name].instances]
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    policy = settings.streaming
+    assert (int(parameters["first_chunk_frames"]), int(parameters["max_chunk_frames"]), float(parameters["chunk_growth"]),
+            float(parameters["max_lead_s"]), int(parameters["max_streams"]), parameters["vocoder"]) == \
+        (policy.first_frames, policy.max_frames, policy.growth, policy.max_lead_s, policy.max_streams, policy.vocoder)
+    assert parameters["providers"] == ",".join(settings.providers)
+    vocoder = read_config(repository / VOCODER.name / "config.pbtxt").parameters["runtime"].string_value
+    assert parameters["runtime"] == vocoder  # in-process, the vocoder model's own runtime and files
+    voices = ExportConfig.read(repository / TTS_STREAM.name / "1").voice_names()
+    for voice in voices:
+        for graph in ACOUSTIC_GRAPHS:
+            assert (repository / TTS_STREAM.name / "1" / voice / graph).read_bytes() == \
+                (repository / ACOUSTIC.name / "1" / voice / graph).read_bytes()
+    if policy.vocoder == IN_PROCESS:
+        assert parameters["bucket_frames"] == str(settings.vocoder_bucket_frames)
+        for voice in voices:
+            assert (repository / TTS_STREAM.name / "1" / voice / VOCODER_ONNX).read_bytes() == \
+                (repository / VOCODER.name / "1" / voice / VOCODER_ONNX).read_bytes()
 
 
-def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tiny_repository, tmp_path):
-    """The GPU target: the same ensemble and vocoder model; the engine model's max_batch_size is the one its
-    metadata records, so the engine and its config cannot disagree."""
-    export_dir = tmp_path / "export"  # an export directory with an engine built, put together from the CPU repository
+def test_a_gpu_repository_cannot_vocode_streams_in_process(tiny_repository, tmp_path):
+    settings = TargetSettings.read("gpu")
+    in_process = dataclasses.replace(settings, streaming=dataclasses.replace(settings.streaming, vocoder=IN_PROCESS))
+    with pytest.raises(RepositoryError, match="vocoder_model"):
+        generate_gpu_repository(tiny_repository, tmp_path, in_process)
+
+
+def generate_gpu_repository(tiny_repository: Path, tmp_path: Path, settings: TargetSettings | None = None) -> Path:
+    """The GPU target from an export directory with an engine built, put together from the CPU repository."""
+    export_dir = tmp_path / "export"
     export_dir.mkdir()
     config = ExportConfig.read(tiny_repository / "frontend" / "1")
     config.write(export_dir)
@@ -87,7 +115,14 @@ def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tin
         shutil.copyfile(tiny_repository / "vocoder" / "1" / voice / VOCODER_ONNX, voice_dir / VOCODER_ONNX)
         (voice_dir / VOCODER_PLAN).write_bytes(b"an engine")
         plan_metadata_path(voice_dir / VOCODER_PLAN).write_text(json.dumps({"max_batch_size": 24, "max_frames": 1500}))
-    repository = generate(export_dir, tmp_path / "gpu", "gpu")
+    return generate(export_dir, tmp_path / "gpu", "gpu", settings=settings)
+
+
+def test_the_gpu_repository_calls_the_engine_with_the_engines_own_batch_size(tiny_repository, tmp_path):
+    """The GPU target: the same ensemble and vocoder model; the engine model's max_batch_size is the one its
+    metadata records, so the engine and its config cannot disagree."""
+    repository = generate_gpu_repository(tiny_repository, tmp_path)
+    config = ExportConfig.read(repository / "frontend" / "1")
     assert sorted(p.name for p in repository.iterdir()) == sorted([*TargetSettings.read("gpu").models, TTS.name])
     vocoder = read_config(repository / VOCODER.name / "config.pbtxt")
     engine = read_config(repository / VOCODER_ENGINE.name / "config.pbtxt")

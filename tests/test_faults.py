@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from bench.memory import process_tree
+from bench.memory import model_stub
 from bench.soak import Reference, TextStream
 from deploy.launcher import Ports, TritonServer
 from tts_client import TTSClient
@@ -38,8 +38,6 @@ THREADS = 6               # client threads of the background load (half gRPC, ha
 MAX_REQUESTS = 40         # per thread: the load is bounded even if a stop signal were missed
 JOIN_TIMEOUT_S = 240      # no request may hang: every thread must be done within this after the stop
 TEXT = "今天天气很好，我们去公园散步吧。"
-STUB = "triton_python_backend_stub"
-SHM_DIR = Path("/dev/shm")
 
 
 @dataclass
@@ -107,33 +105,13 @@ def reference(tiny_repository: Path) -> Reference:
     return Reference(tiny_repository)
 
 
-@pytest.fixture
-def killed_stub_regions():
-    """Shared-memory regions of stubs a test killed; a killed stub cannot remove its own, so we do.
-    Only these exact names: other servers on this machine have regions of their own."""
-    regions: list[str] = []
-    yield regions
-    for region in regions:
-        (SHM_DIR / region).unlink(missing_ok=True)
-
-
 def clients_for(server: TritonServer, retries: int, backoff_s: float = 0.5) -> dict[str, TTSClient]:
     return {"grpc": TTSClient(server.grpc_url, "grpc", timeout_s=120, retries=retries, backoff_s=backoff_s),
             "http": TTSClient(server.http_url, "http", timeout_s=120, retries=retries, backoff_s=backoff_s)}
 
 
 def live_stub(server: TritonServer, model: str) -> tuple[int, str]:
-    """(pid, shared-memory region) of the running stub of `model` under this server. The stub's command
-    line is: stub, <repository>/<model>/1/model.py, <region>, ..."""
-    for pid in process_tree(server.process.pid):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if argv[0].endswith(STUB) and argv[1].endswith(f"/{model}/1/model.py") and state != "Z":
-            return pid, argv[2]
-    raise AssertionError(f"no running stub of {model!r} under tritonserver {server.process.pid}")
+    return model_stub(server.process.pid, model)
 
 
 def http_status(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:

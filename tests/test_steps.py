@@ -24,7 +24,7 @@ from serving.steps import RequestError
 from serving.steps.frontend import FrontendStep
 from serving.steps.join import join_sentences
 
-VOICE = VoiceSpec(speakers=["F7"], has_mask=True, outputs_per_step=3, max_len=800)
+VOICE = VoiceSpec(speakers=["F7"], has_mask=True, outputs_per_step=3, max_len=800, vocoder_context_frames=[35, 0])
 
 
 def text_request(text: bytes | None = None, **optional) -> dict:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from deploy.repository import generate
+from deploy.repository import TargetSettings, generate
 from deploy.vocoder_precision import PrecisionError, choose, cpu_flags
 from export.onnx_vocoder import VocoderMeta, export_vocoder, kan_vocoder_meta, measure_right_context_frames
 from models.fixtures import voc_config
@@ -188,6 +188,40 @@ def test_bf16_end_to_end_batch_noise_stays_within_its_bound(universal_v1):
     runtime = VocoderRuntime(path, BF16, threads=2)
     alone, batched = (log_mel_spectrogram(audio, analysis) for audio in runtime.vocode([mel, noisy]))
     assert log_mel_l1(alone, batched) <= MAX_BF16_BATCH_L1
+
+
+@needs_bf16
+def test_bf16_streamed_chunks_stay_within_the_batch_bound(universal_v1):
+    """tts_stream vocodes a sentence in chunks, each with the context around it (serving.stream.sentence): in
+    FP32 that is the whole sentence's audio up to float noise; in BF16 each chunk's different length changes
+    the kernels' sums, and the joined chunks must stay within the same bound as a batched request. The chunks
+    grow as the CPU target's streaming policy grows them."""
+    path, analysis, source = universal_v1
+    mel = np.ascontiguousarray(source.T)
+    frames, hop = len(mel), analysis.hop_length
+    fp32 = VocoderRuntime(path, FP32, threads=2)
+    changed = mel.copy()
+    changed[frames // 2] += 5.0  # the context both ways: which frames' samples one frame changes
+    whole, moved = fp32.vocode([mel, changed])
+    touched = np.nonzero(np.abs(whole - moved) > 1e-4)[0] // hop
+    left, right = int(touched[-1]) - frames // 2, frames // 2 - int(touched[0])
+    policy = TargetSettings.read("cpu").streaming
+    for precision, bound in ((FP32, 1e-3), (BF16, MAX_BF16_BATCH_L1)):
+        runtime = VocoderRuntime(path, precision, threads=2)
+        (whole,) = runtime.vocode([mel])
+        pieces, start, size = [], 0, policy.first_frames
+        while start < frames:
+            end = min(frames, start + size)
+            lo, hi = max(0, start - left), min(frames, end + right)
+            (audio,) = runtime.vocode([mel[lo:hi]])
+            pieces.append(audio[(start - lo) * hop:(end - lo) * hop])
+            start, size = end, min(policy.max_frames, int(size * policy.growth))
+        joined = np.concatenate(pieces)
+        assert len(pieces) > 3 and joined.shape == whole.shape
+        l1 = log_mel_l1(log_mel_spectrogram(joined, analysis), log_mel_spectrogram(whole, analysis))
+        print(f"{precision}: {len(pieces)} chunks vs the whole: max abs diff {np.abs(joined - whole).max():.1e}, "
+              f"log-mel L1 {l1:.4f}")
+        assert l1 <= bound
 
 
 # --- the wiring: the export's quality record, repository, vocoder step --------------------------------
