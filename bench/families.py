@@ -31,10 +31,11 @@ import numpy as np
 
 from export.__main__ import run as export_model
 from models.fixtures import FAMILIES, make_model_dir
-from serving.contract import VOCODER_ONNX, ExportConfig
+from serving.contract import FP32, VOCODER_ONNX, ExportConfig
 from serving.frontend import FrontEnd
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.nsf import SourceNoise, vocoder_input
+from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder import VocoderRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +54,8 @@ class Family:
         audio = self.config.audio
         self.frames = round(seconds * audio.sample_rate / audio.hop_length)
         self.audio_seconds = self.frames * audio.hop_length / audio.sample_rate
-        self.vocoder = VocoderRuntime(export_dir / voice / VOCODER_ONNX, intra_op_threads=threads)
-        self.acoustic = AcousticRuntime(export_dir / voice, intra_op_threads=threads)
+        self.vocoder = VocoderRuntime(export_dir / voice / VOCODER_ONNX, FP32, threads=threads)
+        self.acoustic = AcousticRuntime(export_dir / voice, RuntimeOptions(intra_op_threads=threads))
         self.ids = [FrontEnd(self.spec.vocabulary())(text)[0].ids for text in SENTENCES]
         rng = np.random.default_rng(0)
         self.acoustic_frames = rng.standard_normal((self.frames, self.config.sizes()["frame_values"])).astype(np.float32)

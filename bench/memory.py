@@ -9,6 +9,7 @@ from pathlib import Path
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
+STUB = "triton_python_backend_stub"
 
 
 def process_tree(root: int) -> list[int]:
@@ -26,6 +27,24 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         todo += children.get(pid, [])
     return tree
+
+
+def model_stub(root: int, model: str) -> tuple[int, str]:
+    """(pid, shared-memory region) of the running python-backend stub of `model` under tritonserver `root`.
+    The stub's command line is: stub, <repository>/<model>/1/model.py, <region>, ..."""
+    for pid in process_tree(root):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if argv[0].endswith(STUB) and argv[1].endswith(f"/{model}/1/model.py") and state != "Z":
+            return pid, argv[2]
+    raise LookupError(f"no running stub of {model!r} under tritonserver {root}")
+
+
+def rss_mib(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE / MIB
 
 
 @dataclass(frozen=True)

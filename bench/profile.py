@@ -2,8 +2,8 @@
 
 Triton's statistics API reports, per model, how long requests waited in its queue and how long they
 were computed. The acoustic model's parts (encoder, the two autoregressive loops, postnet) are inside
-one python-backend model, so `in_process_profile` runs the same step code as the server
-(serving.steps.frontend, serving.runtime) with every ONNX Runtime session timed.
+one python-backend model, so `in_process_profile` runs the same step code as the server, with the
+repository's own settings (serving.pipeline.Pipeline.from_repository), with every acoustic graph timed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.repository import TargetSettings
 from serving.contract import (
     ACOUSTIC,
     AUDIO,
@@ -24,17 +23,17 @@ from serving.contract import (
     ENCODER,
     FRONTEND,
     JOIN,
-    POSTNET,
+    POSTNET_FSMN,
+    POSTNET_LSTM,
     TEXT,
     VOCODER,
     ExportConfig,
 )
 from serving.pipeline import Pipeline
-from serving.runtime.sessions import RuntimeOptions
 
 STAT_KINDS = ("queue", "compute_input", "compute_infer", "compute_output")
 ACOUSTIC_PARTS = {ENCODER: "encoder", DURATION_STEP: "duration loop", DECODER_MEMORY: "decoder memory",
-                  DECODER_STEP: "decoder loop", POSTNET: "postnet"}
+                  DECODER_STEP: "decoder loop", POSTNET_FSMN: "postnet", POSTNET_LSTM: "postnet"}
 
 
 def stats_delta(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
@@ -59,49 +58,45 @@ def stats_delta(before: dict[str, dict], after: dict[str, dict]) -> dict[str, di
     return delta
 
 
-class TimedSession:
-    """An onnxruntime session whose run() adds its wall time to a shared total."""
+class TimedGraph:
+    """A graph (serving.runtime.sessions) whose run() adds its wall time to a shared total."""
 
-    def __init__(self, session, totals: dict[str, float], key: str):
-        self._session, self._totals, self._key = session, totals, key
+    def __init__(self, graph, totals: dict[str, float], key: str):
+        self._graph, self._totals, self._key = graph, totals, key
 
-    def run(self, *args, **kwargs):
+    def run(self, feeds):
         started = time.perf_counter()
         try:
-            return self._session.run(*args, **kwargs)
+            return self._graph.run(feeds)
         finally:
             self._totals[self._key] += time.perf_counter() - started
 
-    def __getattr__(self, name: str):
-        return getattr(self._session, name)
 
-
-def in_process_profile(export_dir: Path, texts: list[str], batch_sizes: list[int]) -> dict[str, dict]:
+def in_process_profile(repository: Path, texts: list[str], batch_sizes: list[int]) -> dict[str, dict]:
     """Mean milliseconds per request for each step, with `batch` requests' sentences run together
     (what the dynamic batcher forms at that concurrency at best), for each batch size.
 
-    Runs the serving pipeline (FP32 vocoder) with the CPU target's thread setting, like the server.
+    Runs the serving pipeline with the repository's settings (graph backends, threads, vocoder precision).
     """
-    config = ExportConfig.read(export_dir)
-    threads = TargetSettings.read("cpu").intra_op_threads
-    pipeline = Pipeline.load(config, export_dir, export_dir, RuntimeOptions(intra_op_threads=threads))
+    pipeline = Pipeline.from_repository(repository)
+    rate = ExportConfig.read(repository / ACOUSTIC.name / "1").audio.sample_rate
     graph_s: dict[str, float] = defaultdict(float)
     for runtime in pipeline.acoustic.runtimes:
-        runtime.sessions = {name: TimedSession(s, graph_s, name) for name, s in runtime.sessions.items()}
+        runtime.graphs = {name: TimedGraph(g, graph_s, name) for name, g in runtime.graphs.items()}
 
     def run(group: list[str]) -> dict[str, float]:
         graph_s.clear()
         steps: dict[str, float] = {}
         results = pipeline.process([{TEXT.name: np.array([[text.encode()]], dtype=object)} for text in group], steps)
         seconds = {"front end": steps[FRONTEND.name]}
-        seconds.update({f"acoustic: {part}": graph_s[graph] for graph, part in ACOUSTIC_PARTS.items()})
+        for graph, part in ACOUSTIC_PARTS.items():  # the postnet's two graphs are one part
+            seconds[f"acoustic: {part}"] = seconds.get(f"acoustic: {part}", 0.0) + graph_s[graph]
         seconds["acoustic: host work"] = steps[ACOUSTIC.name] - sum(graph_s.values())
         seconds["vocoder"] = steps[VOCODER.name] + steps[JOIN.name]
         seconds["samples"] = sum(result[AUDIO.name].shape[-1] for result in results)
         return seconds
 
     run(texts[:1])  # warm up the sessions
-    rate = config.audio.sample_rate
     result = {}
     for batch in batch_sizes:
         groups = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]

@@ -22,6 +22,7 @@ def describe_machine() -> dict:
                       if line.startswith("MemTotal:"))
     import numpy
     import onnxruntime
+    import openvino
     import torch
     return {
         "cpu_model": fields.get("model name", platform.processor() or "unknown"),
@@ -30,7 +31,8 @@ def describe_machine() -> dict:
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__},
+        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                     "openvino": openvino.__version__.split("-")[0], "numpy": numpy.__version__},
     }
 
 
@@ -116,8 +118,8 @@ def write_summary(results: dict, path: Path) -> None:
         f"eager PyTorch ({', '.join(f'{k} {v}' for k, v in meta['baseline_settings'].items())}) behind a "
         "single-threaded HTTP server "
         "(bench/baseline_server.py). Ours: tritonserver without the response cache, the `tts` ensemble through "
-        f"tts_client over {meta['protocol']} ({meta['ours_onnxruntime_threads']} ONNX Runtime threads per model; "
-        f"exported with `python -m export {' '.join(['MODEL_DIR', '--out', 'DIR', *meta['export_args']])}`"
+        f"tts_client over {meta['protocol']} (exported with "
+        f"`python -m export {' '.join(['MODEL_DIR', '--out', 'DIR', *meta['export_args']])}`"
         + "".join(f"; {line}" for line in meta["repository"]) + ").", "",
         "Throughput is audio seconds produced per wall second over the level (first request sent to last answer); "
         "RTF is its inverse (wall seconds per audio second); latencies are per request, end to end at the client. "
@@ -142,9 +144,9 @@ def write_summary(results: dict, path: Path) -> None:
     profile = results.get("profile")
     if profile:
         lines += ["## Profile: where a request's time goes (in-process)", "",
-                  "The server's step code run in this process (serving.steps.frontend, serving.runtime) with every "
-                  "ONNX Runtime session timed; a column batches that many requests' sentences together, as the "
-                  "dynamic batcher does at that concurrency at best. `host work` is the numpy between the graphs "
+                  "The server's step code run in this process with the repository's settings "
+                  "(serving.pipeline.Pipeline.from_repository), every acoustic graph timed; a column batches that "
+                  "many requests' sentences together, as the dynamic batcher does at that concurrency at best. `host work` is the numpy between the graphs "
                   "(duration rounding, length regulation, cache windows).", "", *_profile_rows(profile), ""]
     path.write_text("\n".join(lines))
 

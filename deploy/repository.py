@@ -3,9 +3,10 @@
     python -m deploy.repository EXPORT_DIR --target cpu|gpu --out DIR [--vocoder-precision auto|fp32|bf16]
 
 The templates and thin model.py adapters live in model_repository/; the target's deploy settings
-(instances, queue delays, threads, providers) in deploy/targets/<target>.yaml. This fills the templates
-in with those settings and the export's own numbers (export.json, serving.limits), copies the graph
-files next to the models that run them, and writes the warmup inputs. One source of truth for both
+(instances, queue delays, providers, graph backends, vocoder buckets) in deploy/targets/<target>.yaml.
+This fills the templates in with those settings, the export's own numbers (export.json, serving.limits)
+and each instance's thread count (derived from this machine's cores, `instance_threads`), copies the
+graph files next to the models that run them, and writes the warmup inputs. One source of truth for both
 targets: the `tts` ensemble and the vocoder model are the same on both; a GPU repository adds the
 TensorRT engine model that the vocoder model calls.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -30,12 +32,12 @@ from serving.contract import (
     ACOUSTIC_GRAPHS,
     CATALOGUE_MODEL,
     CATALOGUE_PARAMETER,
-    CPU_VOCODER_FILES,
     EXPORT_CONFIG_FILE,
     FRONTEND,
     JOIN,
     TENSORRT,
     TTS,
+    TTS_STREAM,
     VOCODER,
     VOCODER_ENGINE,
     VOCODER_ONNX,
@@ -46,12 +48,18 @@ from serving.contract import (
 )
 from serving.limits import MAX_BATCH_SIZE, max_sentence_frames
 from serving.steps.frontend import FrontendStep
+from serving.stream.policy import StreamPolicy, StreamPolicyError
+from serving.stream.vocoder import IN_PROCESS, VOCODER_MODEL
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_repository"
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 TARGETS = ("cpu", "gpu")
-PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # each gets model.py and export.json in its version folder
+PYTHON_MODELS = (FRONTEND, ACOUSTIC, VOCODER, JOIN, TTS_STREAM)  # each gets model.py and export.json in its version folder
+ACOUSTIC_GRAPH_MODELS = (ACOUSTIC, TTS_STREAM)  # each runs the acoustic graphs, from its own version folder
 ENGINE_LIMITS = ("max_batch_size", "max_frames")  # of the engine's profile, in its metadata
+# The models whose instances run graphs with threads of their own; the cores are divided among them.
+# tts_stream gets the same count: it does the work of these two for the requests that stream.
+GRAPH_MODELS = (ACOUSTIC, VOCODER)
 WARMUP_TOKENS = 16
 WARMUP_FRAMES = 64
 
@@ -74,8 +82,10 @@ class TargetSettings:
     """deploy/targets/<target>.yaml."""
 
     providers: list[str]
-    intra_op_threads: int
+    acoustic_backends: dict[str, str]  # graph file -> onnxruntime | openvino
+    vocoder_bucket_frames: int
     models: dict[str, ModelSettings]
+    streaming: StreamPolicy
     noise_seed: int | None = None  # NSF voices: the seed of requests without SEED (None: unseeded, as ModelScope)
 
     @classmethod
@@ -83,8 +93,26 @@ class TargetSettings:
         if target not in TARGETS:
             raise RepositoryError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
         data = yaml.safe_load((TARGETS_DIR / f"{target}.yaml").read_text())
-        return cls(data["providers"], data["intra_op_threads"],
-                   {name: ModelSettings(**values) for name, values in data["models"].items()}, data.get("noise_seed"))
+        s = data["streaming"]
+        try:
+            policy = StreamPolicy(s["first_chunk_frames"], s["max_chunk_frames"], s["chunk_growth"], s["max_lead_s"],
+                                  s["max_streams"], s["vocoder"])
+        except StreamPolicyError as e:
+            raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: {e}") from None
+        return cls(data["providers"], data["acoustic_backends"], data["vocoder_bucket_frames"],
+                   {name: ModelSettings(**values) for name, values in data["models"].items()}, policy,
+                   data.get("noise_seed"))
+
+    def instance_threads(self, cores: int) -> int:
+        """Threads per instance of the models that run graphs (acoustic, vocoder): the cores divided among
+        all their instances, at least one each, so that together they never outnumber the cores."""
+        instances = sum(self.models[model.name].instances for model in GRAPH_MODELS if model.name in self.models)
+        return max(1, cores // instances)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0))
 
 
 def pbtxt_string(text: str) -> str:
@@ -125,17 +153,26 @@ def read_engine_metadata(export_dir: Path, voices: list[str]) -> dict:
 
 
 def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = AUTO, log=print,
-             settings: TargetSettings | None = None) -> Path:
+             settings: TargetSettings | None = None, cores: int | None = None) -> Path:
     """vocoder_precision (CPU target only): fp32, bf16 or auto (deploy.vocoder_precision.choose);
-    settings: the target's deploy settings (default: deploy/targets/<target>.yaml)."""
+    settings: the target's deploy settings (default: deploy/targets/<target>.yaml);
+    cores: what the instances' threads are derived from (default: this machine's, available_cores())."""
     settings = settings or TargetSettings.read(target)
     export_dir, out = Path(export_dir), Path(out)
     config = ExportConfig.read(export_dir)
     voices = config.voice_names()
-    runtime_options = {"providers": ",".join(settings.providers), "intra_op_threads": str(settings.intra_op_threads)}
+    cores = cores or available_cores()
+    threads = settings.instance_threads(cores)
+    log(f"threads per {' and '.join(m.name for m in GRAPH_MODELS)} instance: {threads} ({cores} core(s))")
+    graph_settings = {"providers": ",".join(settings.providers), "threads": str(threads)}
+    vocoder_settings = {**graph_settings, "bucket_frames": str(settings.vocoder_bucket_frames)}
     max_frames = max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
+    policy = settings.streaming
     values = dict(max_batch_size=MAX_BATCH_SIZE, warmup_tokens=WARMUP_TOKENS,
                   warmup_frames=WARMUP_FRAMES, **config.sizes())
+    if target == "gpu" and policy.vocoder == IN_PROCESS:
+        raise RepositoryError(f"deploy/targets/{target}.yaml, streaming: vocoder {IN_PROCESS} runs a CPU vocoder; "
+                              f"a GPU host streams through the engine: use {VOCODER_MODEL}")
     if target == "gpu":
         engine = read_engine_metadata(export_dir, voices)
         runtime = TENSORRT
@@ -145,19 +182,25 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
             f', {{ name: "{t.name}" data_type: {t.dtype} dims: [ {", ".join(str(values.get(d, d)) for d in t.dims)} ] }}'
             for t in config.vocoder_engine.inputs[1:])
         max_frames = min(max_frames, engine["max_frames"])  # a sentence the engine cannot take is refused earlier
-        vocoder = {**runtime_options, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
+        vocoder = {**vocoder_settings, "runtime": runtime, "engine_max_batch_size": str(engine["max_batch_size"])}
     else:
         try:
             runtime, why = choose(export_dir, voices, vocoder_precision, cpu_flags())
         except PrecisionError as e:
             raise RepositoryError(str(e)) from None
         log(f"CPU vocoder precision: {runtime} ({why})")
-        vocoder = {**runtime_options, "runtime": runtime}
-    noise_seed = "" if settings.noise_seed is None else str(settings.noise_seed)
+        vocoder = {**vocoder_settings, "runtime": runtime}
+    acoustic = {**graph_settings, "backends": json.dumps(settings.acoustic_backends)}
+    noise_seed = {"noise_seed": "" if settings.noise_seed is None else str(settings.noise_seed)}
     parameters = {CATALOGUE_MODEL.name: {CATALOGUE_PARAMETER: json.dumps(FrontendStep(config).catalog(), ensure_ascii=False),
-                                         "noise_seed": noise_seed},
-                  ACOUSTIC.name: {**runtime_options, "max_sentence_frames": str(max_frames)},
-                  VOCODER.name: vocoder}
+                                         **noise_seed},
+                  ACOUSTIC.name: {**acoustic, "max_sentence_frames": str(max_frames)},
+                  VOCODER.name: vocoder,
+                  TTS_STREAM.name: {**acoustic, **noise_seed, "first_chunk_frames": str(policy.first_frames),
+                                    "max_chunk_frames": str(policy.max_frames), "chunk_growth": str(policy.growth),
+                                    "max_lead_s": str(policy.max_lead_s), "max_streams": str(policy.max_streams),
+                                    "vocoder": policy.vocoder, "runtime": runtime,
+                                    "bucket_frames": str(settings.vocoder_bucket_frames)}}
 
     if out.exists():
         shutil.rmtree(out)
@@ -174,17 +217,18 @@ def generate(export_dir: Path, out: Path, target: str, vocoder_precision: str = 
     for model in PYTHON_MODELS:
         copy(TEMPLATES / model.name / "1" / "model.py", out / model.name / "1" / "model.py")
         copy(export_dir / EXPORT_CONFIG_FILE, out / model.name / "1" / EXPORT_CONFIG_FILE)
-    for voice in voices:
-        for graph in ACOUSTIC_GRAPHS:
-            copy(export_dir / voice / graph, out / ACOUSTIC.name / "1" / voice / graph)
+    for model in ACOUSTIC_GRAPH_MODELS:
+        for voice in voices:
+            for graph in ACOUSTIC_GRAPHS:
+                copy(export_dir / voice / graph, out / model.name / "1" / voice / graph)
     if target == "gpu":
         plan = export_dir / voices[0] / VOCODER_PLAN
         copy(plan, out / VOCODER_ENGINE.name / "1" / "model.plan")
         copy(plan_metadata_path(plan), plan_metadata_path(out / VOCODER_ENGINE.name / "1" / "model.plan"))
     else:
-        for voice in voices:
-            vocoder_file = CPU_VOCODER_FILES[runtime]
-            copy(export_dir / voice / vocoder_file, out / VOCODER.name / "1" / voice / vocoder_file)
+        for model in (VOCODER, TTS_STREAM) if policy.vocoder == IN_PROCESS else (VOCODER,):
+            for voice in voices:
+                copy(export_dir / voice / VOCODER_ONNX, out / model.name / "1" / voice / VOCODER_ONNX)
 
     write_warmup(out)
     # The response cache keys `tts` answers by its version: a repository with other contents gets another

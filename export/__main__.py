@@ -1,12 +1,12 @@
 """Export a ModelScope Sambert-HifiGan model directory for serving, in one command:
 
-    python -m export MODEL_DIR --out DIR [--voice NAME ...] [--cpu-bf16-vocoder]
+    python -m export MODEL_DIR --out DIR [--voice NAME ...]
 
 For each voice (every voice of voices/voices.json by default; --voice may repeat), in voices.json order:
 load it strictly (models.loader), write the acoustic graphs (export.onnx_acoustic) and the vocoder
-(export.onnx_vocoder) into DIR/<voice>/ with their checks, and compare ONNX Runtime with PyTorch on
-one sentence. With --cpu-bf16-vocoder, also write the BF16 CPU vocoder (export.vocoder_bf16) and its
-quality record against the FP32 vocoder (deploy.vocoder_precision decides where it is served).
+(export.onnx_vocoder) into DIR/<voice>/ with their checks, compare the served CPU runtimes with PyTorch
+on one sentence, and record how the vocoder fares in BF16 against FP32 (export.bf16_check;
+deploy.vocoder_precision decides where BF16 is served).
 Then write DIR/export.json (the first exported voice is the default voice).
 Checkpoints load as tensors and plain data only; one that holds pickled Python objects is refused unless
 --trust-checkpoint is given (export.json then records it).
@@ -23,20 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.bf16_check import CHECK_SENTENCES, bf16_check
 from export.onnx_acoustic import export_acoustic
 from export.onnx_vocoder import export_vocoder, kan_vocoder_meta
-from export.vocoder_bf16 import CHECK_SENTENCES, bf16_check, export_vocoder_bf16
 from models.loader import CheckpointError, LoadedVoice, load_voice
 from models.model_dir import ModelDir, ModelDirError, Voice
 from models.reference import synthesize, vocode
-from serving.contract import VOCODER_BF16, VOCODER_ONNX, ExportConfig, NsfSpec, VoiceSpec
+from serving.contract import VOCODER_BF16_CHECK, VOCODER_ONNX, ExportConfig, NsfSpec, VoiceSpec
 from serving.frontend import FrontEnd
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.nsf import SourceNoise, vocoder_input
 from serving.runtime.vocoder import VocoderRuntime
 
 PARITY_SENTENCE = "欢迎使用语音合成服务，今天天气很好。"
-PARITY_TOLERANCE = 1e-3  # max abs difference of the mel and of the waveform, ONNX Runtime vs PyTorch
+PARITY_TOLERANCE = 1e-3  # max abs difference of the mel and of the waveform, served runtimes (FP32) vs PyTorch
 
 
 class ExportError(Exception):
@@ -73,7 +73,7 @@ def selected_voices(model_dir: ModelDir, names: list[str] | None) -> list[Voice]
     return voices
 
 
-def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress, bf16_vocoder: bool,
+def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progress,
                  trust_checkpoints: bool) -> VoiceSpec:
     loaded = load_voice(model_dir, voice.name, trust_checkpoints)
     progress(f"{voice.name}: loaded {voice.am_checkpoint.name} (acoustic) and {voice.voc_checkpoint.name} (vocoder)")
@@ -86,10 +86,7 @@ def export_voice(model_dir: ModelDir, voice: Voice, out: Path, progress: Progres
     progress(f"{voice.name}: {VOCODER_ONNX}: checked")
     frontend, acoustic = FrontEnd(loaded.vocabulary), AcousticRuntime(voice_dir)
     check_parity(loaded, voice_dir, frontend, acoustic, progress)
-    if bf16_vocoder and voice.nsf:
-        progress(f"{voice.name}: no BF16 CPU vocoder (it takes no NSF source): the CPU serves this voice in FP32")
-    elif bf16_vocoder:
-        export_bf16_vocoder(loaded, voice_dir, frontend, acoustic, progress)
+    record_bf16(loaded, voice_dir, acoustic, frontend, progress)
     return voice_spec(loaded)
 
 
@@ -103,6 +100,7 @@ def voice_spec(loaded: LoadedVoice) -> VoiceSpec:
         has_mask=loaded.voice.has_mask,
         outputs_per_step=loaded.am.r,
         max_len=loaded.am.max_phones,
+        vocoder_context_frames=list(loaded.vocoder.context_frames()),
         trusted_checkpoints=[str(path) for path in loaded.trusted_checkpoints],
         nsf=nsf,
     )
@@ -111,15 +109,15 @@ def voice_spec(loaded: LoadedVoice) -> VoiceSpec:
 @torch.no_grad()
 def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
                  progress: Progress) -> None:
-    """ONNX Runtime against PyTorch on PARITY_SENTENCE: the acoustic graphs, then the vocoder given the same frames
-    (an NSF vocoder with its noise off: its noise is random)."""
+    """The acoustic graphs (ONNX Runtime) and the vocoder (OpenVINO, FP32) against PyTorch on PARITY_SENTENCE
+    (an NSF vocoder given the same frames with its noise off: its noise is random)."""
     ids = frontend(PARITY_SENTENCE)[0].ids
     (mel,) = acoustic.synthesize([ids], [1.0])
     batch = torch.from_numpy(ids)[None]
     (expected,) = synthesize(loaded.am, batch[..., :4], batch[..., 4], batch[..., 5], [len(ids)])
     if mel.shape != expected.mel.shape:
         raise ExportError(
-            f"{loaded.name}: ONNX Runtime gives {len(mel)} mel frames, PyTorch {len(expected.mel)}: the exported "
+            f"{loaded.name}: the acoustic graphs give {len(mel)} mel frames, PyTorch {len(expected.mel)}: the exported "
             "acoustic graphs do not match the model"
         )
     spec = voice_spec(loaded)
@@ -131,38 +129,40 @@ def check_parity(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acous
     mel_diff = float(np.abs(mel - expected.mel).max())
     audio_diff = float(np.abs(audio - expected_audio).max())
     progress(
-        f"{loaded.name}: ONNX Runtime vs PyTorch on one sentence ({len(ids)} tokens, {len(mel)} frames): "
+        f"{loaded.name}: served runtimes vs PyTorch on one sentence ({len(ids)} tokens, {len(mel)} frames): "
         f"mel max abs diff {mel_diff:.1e}, waveform max abs diff {audio_diff:.1e}"
     )
     if max(mel_diff, audio_diff) > PARITY_TOLERANCE:
         raise ExportError(
-            f"{loaded.name}: ONNX Runtime differs from PyTorch by more than {PARITY_TOLERANCE} (mel {mel_diff:.1e}, "
+            f"{loaded.name}: the served runtimes differ from PyTorch by more than {PARITY_TOLERANCE} (mel {mel_diff:.1e}, "
             f"waveform {audio_diff:.1e}): the export is wrong, do not serve it"
         )
 
 
-def export_bf16_vocoder(loaded: LoadedVoice, voice_dir: Path, frontend: FrontEnd, acoustic: AcousticRuntime,
-                        progress: Progress) -> None:
-    """Write the BF16 vocoder and its quality record: BF16 vs FP32 on the acoustic model's mels of CHECK_SENTENCES."""
-    path = export_vocoder_bf16(loaded.vocoder, voice_dir / VOCODER_BF16, kan_vocoder_meta(loaded.vocoder))
+def record_bf16(loaded: LoadedVoice, voice_dir: Path, acoustic: AcousticRuntime, frontend: FrontEnd,
+                progress: Progress) -> None:
+    """Write the vocoder's BF16 quality record: BF16 vs FP32 on the acoustic model's mels of CHECK_SENTENCES
+    (an NSF vocoder with their sources, its noise off)."""
     ids = [frontend(sentence)[0].ids for sentence in CHECK_SENTENCES]
-    mels = acoustic.synthesize(ids, [1.0] * len(ids))
-    check = bf16_check(voice_dir / VOCODER_ONNX, path, mels, loaded.audio, list(CHECK_SENTENCES))
+    mels, sources = acoustic.synthesize(ids, [1.0] * len(ids)), None
+    nsf = voice_spec(loaded).nsf
+    if nsf:
+        made = [vocoder_input(m, nsf, loaded.audio.hop_length, SourceNoise(enabled=False)) for m in mels]
+        mels, sources = [mel for mel, _ in made], [source for _, source in made]
+    check = bf16_check(voice_dir / VOCODER_ONNX, mels, loaded.audio, list(CHECK_SENTENCES), sources)
     check.write(voice_dir)
-    progress(f"{loaded.name}: {VOCODER_BF16}: {check.summary()} on {len(mels)} sentences: "
-             f"{'holds' if check.holds else 'does NOT hold (served in BF16 only if asked for explicitly)'}")
+    verdict = "holds" if check.holds else "does NOT hold (served in BF16 only if asked for explicitly)"
+    progress(f"{loaded.name}: {VOCODER_BF16_CHECK}: {check.summary()} on {len(mels)} sentences: {verdict}")
 
 
-def run(model_path: Path, out: Path, names: list[str] | None, bf16_vocoder: bool = False,
-        trust_checkpoints: bool = False) -> Path:
+def run(model_path: Path, out: Path, names: list[str] | None, trust_checkpoints: bool = False) -> Path:
     progress = Progress()
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file: give a directory")
     model_dir = ModelDir(model_path)
     voices = selected_voices(model_dir, names)
     progress(f"exporting {len(voices)} voice(s) of {model_dir.path}: {', '.join(v.name for v in voices)}")
-    specs = {voice.name: export_voice(model_dir, voice, out, progress, bf16_vocoder, trust_checkpoints)
-             for voice in voices}
+    specs = {voice.name: export_voice(model_dir, voice, out, progress, trust_checkpoints) for voice in voices}
     config = ExportConfig(
         default_voice=voices[0].name,
         audio=voices[0].audio,
@@ -181,14 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path, help="the downloaded model directory (configuration.json, voices/)")
     parser.add_argument("--out", type=Path, required=True, help="export directory (DIR/<voice>/*.onnx, DIR/export.json)")
     parser.add_argument("--voice", action="append", help="a voice to export (repeatable; default: every voice)")
-    parser.add_argument("--cpu-bf16-vocoder", action="store_true",
-                        help=f"also write the BF16 CPU vocoder (<voice>/{VOCODER_BF16}) and check it against FP32")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load checkpoints that hold pickled Python objects besides tensors (this runs code from "
                              "them: only for files you trust); export.json records which ones needed it")
     args = parser.parse_args(argv)
     try:
-        run(args.model_dir, args.out, args.voice, args.cpu_bf16_vocoder, args.trust_checkpoint)
+        run(args.model_dir, args.out, args.voice, args.trust_checkpoint)
     except (ModelDirError, CheckpointError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

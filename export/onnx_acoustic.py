@@ -1,4 +1,4 @@
-"""Export a voice's Sambert acoustic model as five ONNX graphs, run in turn by serving.runtime.acoustic.
+"""Export a voice's Sambert acoustic model as six ONNX graphs, run in turn by serving.runtime.acoustic.
 
 Sambert is not one graph: its duration predictor and its decoder are autoregressive loops and the
 length regulator has a data-dependent output size. Each piece between the loops becomes a graph
@@ -9,12 +9,14 @@ regulation on the host:
     duration_step.onnx   one duration-predictor step (previous log-duration, cond, LSTM state in and out)
     decoder_memory.onnx  length-regulated features -> LFR memory and every layer's memory keys/values
     decoder_step.onnx    one decoder step (r frames) with the key/value cache in and out
-    postnet.onnx         decoder frames, frame lengths -> mel
+    postnet_fsmn.onnx    decoder frames, frame lengths -> the postnet's FSMN features
+    postnet_lstm.onnx    FSMN features, decoder frames, LSTM state -> mel, LSTM state
 
 Every batch and time axis is dynamic; graphs are traced with the legacy exporter at opset 17 (TensorRT
 10 parses it) from example inputs whose sizes appear nowhere else, and `check_graph` verifies what the
 runtime relies on. The numbers the runtime needs that no input shape carries (the position table's
-length, r, the vocabulary sizes) are stored as metadata_props of the graph they belong to.
+length, r, the vocabulary sizes, the postnet's context) are stored as metadata_props of the graph they
+belong to.
 
 A personal (SE) voice's encoder has no speaker input: its speaker embedding is a constant of the graph.
 """
@@ -36,10 +38,12 @@ from serving.contract import (
     DECODER_STEP,
     DURATION_STEP,
     ENCODER,
+    META_CONTEXT,
     META_MAX_LEN,
     META_OUTPUTS_PER_STEP,
     META_VOCABULARY_SIZES,
-    POSTNET,
+    POSTNET_FSMN,
+    POSTNET_LSTM,
 )
 from serving.symbols import STREAMS
 
@@ -75,7 +79,7 @@ class Graph:
 
 
 def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
-    """The five graphs of `model`, with its dimensions."""
+    """The six graphs of `model`, with its dimensions."""
     speaker = {} if model.speaker_embedding_input else {"speaker": ("batch", "phones")}
     p = model.params
     d_text = p["encoder_projection_units"]
@@ -89,6 +93,8 @@ def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
     cache = (layers, "batch", heads, "cache", d_head)
     grown = (layers, "batch", heads, "cache_out", d_head)
     memory_kv = (layers, "batch", heads, "steps", d_head)
+    postnet_lstm = model.mel_postnet.lstm
+    d_fsmn, postnet_state = postnet_lstm.input_size, (1, "batch", postnet_lstm.hidden_size)
     return [
         Graph(
             ENCODER,
@@ -135,10 +141,17 @@ def acoustic_graphs(model: KanTtsSambert) -> list[Graph]:
             outputs={"frames": ("batch", r * n_mels), "x_keys_out": grown, "x_values_out": grown},
         ),
         Graph(
-            POSTNET,
-            "postnet",
+            POSTNET_FSMN,
+            "postnet_fsmn",
             inputs={"decoder_frames": ("batch", "frames", n_mels), "frame_lengths": ("batch",)},
-            outputs={"mel": ("batch", "frames", n_mels)},
+            outputs={"features": ("batch", "frames", d_fsmn)},
+        ),
+        Graph(
+            POSTNET_LSTM,
+            "postnet_lstm",
+            inputs={"features": ("batch", "frames", d_fsmn), "decoder_frames": ("batch", "frames", n_mels),
+                    "h": postnet_state, "c": postnet_state},
+            outputs={"mel": ("batch", "frames", n_mels), "h_out": postnet_state, "c_out": postnet_state},
         ),
     ]
 
@@ -212,6 +225,8 @@ def graph_metadata(model: KanTtsSambert, graph: Graph, vocabulary_sizes: dict[st
         return {META_MAX_LEN: str(model.max_phones), META_VOCABULARY_SIZES: json.dumps(sizes)}
     if graph.file == DECODER_STEP:
         return {META_OUTPUTS_PER_STEP: str(model.r)}
+    if graph.file == POSTNET_FSMN:
+        return {META_CONTEXT: json.dumps(list(model.postnet_context_frames()))}
     return {}
 
 

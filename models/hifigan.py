@@ -4,7 +4,7 @@ Built from `voc/config.yaml`'s `Model.Generator.params` as `KanHifiGanGenerator(
 and parameter names follow KAN-TTS so its checkpoints load with `load_state_dict(strict=True)`.
 
 Each stage i: x = sin(x) + x, then the sum of a nearest-neighbour "repeat" upsampling branch and a
-transposed-conv branch (cut to the repeat branch's length), then the mean of the residual blocks.
+transposed-conv branch (cut to the same length), then the mean of the residual blocks.
 
 NSF variant (`nsf_params`): the input frames end with f0 in Hz and the 0/1 voicing (82 values for 80 mel
 bins). A source signal made from them (`serving.runtime.nsf.HarmonicSource`: a sine per harmonic plus
@@ -17,9 +17,11 @@ samples are therefore unaffected by the padding that follows it.
 Non-causal variant: symmetric padding gives each sample a right context of
 `right_context_frames()` mel frames; the last that many frames of a shorter item in a padded batch
 see the padding instead of the zeros a single-item run sees, so only those tail samples differ.
+`context_frames()` gives both sides: a range of frames is vocoded exactly from the mel that reaches that
+far around it (what streaming synthesis relies on).
 """
 
-from math import ceil, prod
+from math import prod
 
 import numpy as np
 import torch
@@ -55,9 +57,11 @@ class Conv1d(nn.Module):
 
 
 class ConvTranspose1d(nn.Module):
-    """Weight-normalised transposed conv; the caller cuts its output to `stride * frames` samples.
+    """Weight-normalised transposed conv whose output is cut to `stride * frames` samples.
 
     Causal: no padding, so the cut drops the right overhang. Non-causal: (k - s) // 2 on each side.
+    KAN-TTS cuts to the repeat branch's length; that overhang is a constant of the layer, so it is cut
+    here by a fixed amount (an ONNX Slice of constants rather than one computed from shapes).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, causal: bool):
@@ -66,9 +70,12 @@ class ConvTranspose1d(nn.Module):
         self.deconv = legacy_weight_norm(
             nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, padding=padding)
         )
+        # Output length (T - 1) * s + k - 2 * padding = T * s + overhang.
+        self.overhang = kernel_size - stride - 2 * padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.deconv(x)
+        y = self.deconv(x)
+        return y[:, :, : -self.overhang] if self.overhang else y
 
 
 class ResidualBlock(nn.Module):
@@ -200,8 +207,7 @@ class KanHifiGanGenerator(nn.Module):
             repeated = self.repeat_upsamples[i](x)
             if excitation is not None:
                 repeated = repeated + self.source_downs[i](excitation)
-            transposed = self.transpose_upsamples[i](x)
-            x = repeated + transposed[:, :, : repeated.shape[-1]]
+            x = repeated + self.transpose_upsamples[i](x)
             blocks = self.conv_blocks[i * blocks_per_stage : (i + 1) * blocks_per_stage]
             x = sum(block(x) for block in blocks) / blocks_per_stage
         # KAN-TTS uses the default slope (0.01) here, not the configured one.
@@ -211,24 +217,46 @@ class KanHifiGanGenerator(nn.Module):
         """Fold weight norm into plain weights; call after loading a checkpoint, before inference or export."""
         fold_weight_norm(self)
 
+    def context_frames(self) -> tuple[int, int]:
+        """How many earlier and later mel frames the samples of one frame depend on: (left, right).
+
+        Traced back through the layers in index arithmetic, exactly: the samples of frame 0 (0 .. hop-1)
+        are followed back through conv_post, each stage's residual blocks, its two upsampling branches
+        and conv_pre to the mel frames they read. A causal vocoder has no right context.
+        """
+        lo, hi = _conv_inputs(0, self.hop_length - 1, self.kernel_size, 1, self.causal)  # conv_post
+        for scale, up_kernel in reversed(list(zip(self.upsample_scales, self.upsample_kernal_sizes))):
+            block_lo, block_hi = lo, hi
+            for block_kernel, dilations in zip(self.resblock_kernel_sizes, self.resblock_dilations):
+                b_lo, b_hi = lo, hi
+                for dilation in reversed(dilations):  # x + conv2(conv1_d(x)) reads x itself and what the convs read
+                    c_lo, c_hi = _conv_inputs(b_lo, b_hi, block_kernel, 1, self.causal)
+                    c_lo, c_hi = _conv_inputs(c_lo, c_hi, block_kernel, dilation, self.causal)
+                    b_lo, b_hi = min(b_lo, c_lo), max(b_hi, c_hi)
+                block_lo, block_hi = min(block_lo, b_lo), max(block_hi, b_hi)
+            repeat = _conv_inputs(block_lo, block_hi, self.kernel_size, 1, self.causal)
+            repeat = (repeat[0] // scale, repeat[1] // scale)  # nearest-neighbour upsampling
+            transpose = _transposed_conv_inputs(block_lo, block_hi, up_kernel, scale, self.causal)
+            lo, hi = min(repeat[0], transpose[0]), max(repeat[1], transpose[1])
+        lo, hi = _conv_inputs(lo, hi, self.kernel_size, 1, self.causal)  # conv_pre
+        return max(0, -lo), max(0, hi)
+
     def right_context_frames(self) -> int:
-        """How many later mel frames can change a frame's samples: 0 if causal, else an upper bound."""
-        if self.causal:
-            return 0
-        half_kernel = (self.kernel_size - 1) / 2
-        resblock_reach = max(
-            sum((k - 1) * d / 2 + (k - 1) / 2 for d in dilations)
-            for k, dilations in zip(self.resblock_kernel_sizes, self.resblock_dilations)
-        )
-        reach = half_kernel  # conv_pre, at one sample per frame
-        samples_per_frame = 1
-        for scale, up_kernel in zip(self.upsample_scales, self.upsample_kernal_sizes):
-            samples_per_frame *= scale
-            # The branches run in parallel: transposed-conv padding vs the repeat branch's conv.
-            reach += max((up_kernel - scale) // 2, half_kernel) / samples_per_frame
-            reach += resblock_reach / samples_per_frame
-        reach += half_kernel / samples_per_frame  # conv_post
-        return ceil(reach)
+        """How many later mel frames can change a frame's samples (0 if causal)."""
+        return self.context_frames()[1]
+
+
+def _conv_inputs(lo: int, hi: int, kernel: int, dilation: int, causal: bool) -> tuple[int, int]:
+    """The input positions that outputs lo..hi of a stride-1 `Conv1d` read."""
+    span = (kernel - 1) * dilation
+    left = span if causal else span // 2
+    return lo - left, hi - left + span
+
+
+def _transposed_conv_inputs(lo: int, hi: int, kernel: int, stride: int, causal: bool) -> tuple[int, int]:
+    """The input positions that outputs lo..hi of a `ConvTranspose1d` read (output j is the full output's j + padding)."""
+    padding = 0 if causal else (kernel - stride) // 2
+    return -(-(lo + padding - kernel + 1) // stride), (hi + padding) // stride
 
 
 def _check_params(

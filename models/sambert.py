@@ -10,7 +10,8 @@ regulation are the caller's (see `models/reference.py` for the complete procedur
     regulate_lengths  frames per phone -> frame-level features, padded to a multiple of r (host)
     decoder_memory    LFR memory and the memory keys/values of every decoder layer
     decoder_step      one PNCA decoder step (r frames) with a key/value cache (loop over steps)
-    postnet           masked FSMN + LSTM postnet
+    postnet_fsmn      the postnet's FSMN layers (a fixed reach of earlier and later frames)
+    postnet_lstm      the postnet's one-way LSTM and output layer, with its state in and out
 
 The families differ only in sizes: an NSF voice (`NSF: True`) has num_mels = mel bins + 2 (its frames
 end with the normalised f0 and the voicing, fed back to the decoder like the mel bins), and a personal
@@ -268,6 +269,11 @@ class Fsmn(nn.Module):
             m = memory_block(ffn(x), pad)
             x = m + x if m.shape[-1] == x.shape[-1] else m
         return x
+
+    def context_frames(self) -> tuple[int, int]:
+        """How many earlier and later input frames an output frame depends on (the stacked memory blocks' reach)."""
+        blocks = self.memory_block_lst
+        return sum(max(0, b.left) for b in blocks), sum(max(0, b.right) for b in blocks)
 
 
 def roll_right_aligned(x: torch.Tensor, lengths: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -618,13 +624,41 @@ class KanTtsSambert(nn.Module):
 
     # -- postnet -------------------------------------------------------------------------------
 
+    # The postnet is an FSMN stack (a fixed reach of earlier and later frames, `postnet_context_frames`)
+    # and a one-way LSTM, exported as two graphs: a frame range of the mel then needs only the decoder
+    # frames within that reach and the LSTM state where the previous range ended, so it can be made in
+    # pieces as the decoder goes (serving.runtime.acoustic) and equal the mel made at once.
+
     def postnet(self, decoder_frames: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """Decoder frames [B,F,num_mels] -> final mel [B,F,num_mels], zero past each item's length."""
         pad = padding_mask(frame_lengths, decoder_frames.shape[1])[..., None]
-        dec = decoder_frames.masked_fill(pad, 0.0)
+        h, c = self.initial_postnet_state(decoder_frames.shape[0])
+        mel, _, _ = self.postnet_lstm(self.postnet_fsmn(decoder_frames, frame_lengths),
+                                      decoder_frames.masked_fill(pad, 0.0), h, c)
+        return mel.masked_fill(pad, 0.0)
+
+    def postnet_fsmn(self, decoder_frames: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Decoder frames [B,F,num_mels], each item zero past its length -> FSMN features [B,F,units]."""
+        pad = padding_mask(frame_lengths, decoder_frames.shape[1])
+        return self.mel_postnet.fsmn(decoder_frames.masked_fill(pad[..., None], 0.0), pad)
+
+    def initial_postnet_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero LSTM state (h, c) of the postnet, each [1, B, units]."""
+        shape = (1, batch_size, self.mel_postnet.lstm.hidden_size)
+        return torch.zeros(shape), torch.zeros(shape)
+
+    def postnet_lstm(
+        self, features: torch.Tensor, decoder_frames: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """FSMN features [B,F,units] and the same decoder frames [B,F,num_mels], from LSTM state [1,B,units]
+        -> mel [B,F,num_mels] and the state after the last frame."""
         net = self.mel_postnet
-        residual, _ = net.lstm(net.fsmn(dec, pad[..., 0]))
-        return (net.fc(residual) + dec).masked_fill(pad, 0.0)
+        residual, (h, c) = net.lstm(features, (h, c))
+        return net.fc(residual) + decoder_frames, h, c
+
+    def postnet_context_frames(self) -> tuple[int, int]:
+        """How many earlier and later decoder frames the FSMN part needs for one mel frame."""
+        return self.mel_postnet.fsmn.context_frames()
 
 
 # ----------------------------------------------------------------------------------------------

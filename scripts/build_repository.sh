@@ -30,10 +30,7 @@ STAMP="$TARGET $MODEL_DIR ${VOICE_ARGS[*]:-}"
 if [ "$(cat "$EXPORT_DIR/.source" 2>/dev/null)" != "$STAMP" ] \
    || ! "$PY" -c 'import sys; from serving.contract import ExportConfig; ExportConfig.read(sys.argv[1])' "$EXPORT_DIR" 2>/dev/null; then
   rm -rf "$EXPORT_DIR"
-  # On CPU the BF16 vocoder too: the repository's `auto` precision uses it where the CPU and its quality allow.
-  EXPORT_ARGS=()
-  [ "$TARGET" = cpu ] && EXPORT_ARGS+=(--cpu-bf16-vocoder)
-  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" ${EXPORT_ARGS[@]+"${EXPORT_ARGS[@]}"} ${VOICE_ARGS[@]+"${VOICE_ARGS[@]}"}
+  "$PY" -m export "$MODEL_DIR" --out "$EXPORT_DIR" ${VOICE_ARGS[@]+"${VOICE_ARGS[@]}"}
   if [ "$TARGET" = gpu ]; then
     PYTHON="$PY" scripts/build_engines.sh "$EXPORT_DIR"
   fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set up, serve the model on a CPU tritonserver with the HTTP gateway in
-# front, synthesise one sentence over gRPC and one over HTTP with the client and one through the gateway with
-# curl, then stop the server.
-#   scripts/demo.sh [--model-dir DIR]      (writes build/demo_grpc.wav, build/demo_http.wav, build/demo_gateway.wav)
+# front, synthesise one sentence over gRPC, one over HTTP and one streamed chunk by chunk with the client and one
+# through the gateway with curl, then stop the server.
+#   scripts/demo.sh [--model-dir DIR]      (writes build/demo_{grpc,http,stream,gateway}.wav)
 # Without --model-dir it first tries to download the real model from the ModelScope hub (HUB_TIMEOUT_S,
 # default 10 s, for the hub's first answer); when the hub cannot be reached it serves the full-size fixture.
 set -euo pipefail
@@ -36,6 +36,7 @@ CLIENT="$ROOT/.venv/bin/tts-client"
 "$CLIENT" --list-voices
 "$CLIENT" "欢迎使用语音合成服务，今天是2026年11月21日。" -o "$ROOT/build/demo_grpc.wav" --protocol grpc
 "$CLIENT" "您可以向我询问户籍的办理。" -o "$ROOT/build/demo_http.wav" --protocol http
+"$CLIENT" "流式合成：第一段声音在整段文字合成完之前就到了。" -o "$ROOT/build/demo_stream.wav" --stream
 curl -sSf http://127.0.0.1:8080/api/tts -d '{"text": "北京欢迎你，这段语音来自网关。"}' -o "$ROOT/build/demo_gateway.wav"
-echo "[demo] done: build/demo_grpc.wav, build/demo_http.wav, build/demo_gateway.wav"
+echo "[demo] done: build/demo_grpc.wav, build/demo_http.wav, build/demo_stream.wav, build/demo_gateway.wav"
 echo "[demo] WebUI: http://127.0.0.1:8080/ (up while scripts/serve.sh runs; this demo stops the server now)"

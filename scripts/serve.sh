@@ -45,7 +45,7 @@ scripts/build_repository.sh cpu "$MODEL_DIR" "$WORK" ${VOICES[@]+"${VOICES[@]}"}
 "$PY" -m deploy.launcher "$WORK/model_repository" \
   --http-port $((8000 + OFFSET)) --grpc-port $((8001 + OFFSET)) --metrics-port $((8002 + OFFSET)) \
   --log "$WORK/tritonserver.log" --admin-key-file "$WORK/admin.key" --cache-config=local,size=268435456 \
-  --model-control-mode=explicit --load-model=tts &  # explicit: a model whose process died can be reloaded (README)
+  --model-control-mode=explicit --load-model=tts --load-model=tts_stream &  # explicit: a model whose process died can be reloaded (README)
 PIDS=($!)
 if [ "$GATEWAY" = 1 ]; then
   "$PY" -m gateway --port-offset "$OFFSET" &   # it answers 503 until Triton is ready

@@ -1,7 +1,8 @@
 """What every model_repository/*/1/model.py shares: a step's tensors in and out of Triton.
 
 `pb_utils` (triton_python_backend_utils) exists only inside the Triton python stub, so the model.py
-files pass it in. Every request gets its own response: its outputs, or its own error.
+files pass it in. Every request gets its own response: its outputs, or its own error. (The streaming
+model's own part is serving.stream.adapter.)
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import json
 import traceback
 from pathlib import Path
 
-from serving.contract import SOURCE, VOCODER_ENGINE, VOCODER_MEL, WAV, ExportConfig
+from serving.contract import SOURCE, VOCODER_ENGINE, VOCODER_MEL, WAV, ExportConfig, Model
 from serving.runtime.sessions import RuntimeOptions
 from serving.runtime.vocoder_engine import EngineCall
-from serving.steps import RequestError, Step
+from serving.steps import ModelFailedError, RequestError, ServerBusyError, Step, Tensors
 
 
 class ModelArgs:
@@ -34,7 +35,31 @@ class ModelArgs:
         return int(value) if value else None
 
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(tuple(self.parameters["providers"].split(",")), int(self.parameters["intra_op_threads"]))
+        return RuntimeOptions.from_parameters(self.parameters)
+
+
+def request_tensors(pb_utils, model: Model, request) -> Tensors:
+    """The inputs of `model` that a request carries, by name."""
+    tensors = {}
+    for tensor in model.inputs:
+        value = pb_utils.get_input_tensor_by_name(request, tensor.name)
+        if value is not None:
+            tensors[tensor.name] = value.as_numpy()
+    return tensors
+
+
+def error_response(pb_utils, error: Exception, model: str):
+    """A client's mistake (RequestError) as INVALID_ARG with its message; a capacity limit (ServerBusyError)
+    as UNAVAILABLE and a model it called that failed (ModelFailedError) as INTERNAL, each with its message;
+    anything else as a short INTERNAL error of `model` (the details belong in the server log, not in a response)."""
+    if isinstance(error, RequestError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(error, ServerBusyError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.UNAVAILABLE))
+    if isinstance(error, ModelFailedError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), pb_utils.TritonError.INTERNAL))
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(
+        f"internal error in model '{model}' (the server log has the details)", pb_utils.TritonError.INTERNAL))
 
 
 def execute(pb_utils, step: Step, requests: list) -> list:
@@ -42,25 +67,15 @@ def execute(pb_utils, step: Step, requests: list) -> list:
 
     A request's own mistake is its own INVALID_ARG; anything else is logged with its traceback and answered
     with a short INTERNAL error (no server paths in a response)."""
-    arrays = []
-    for request in requests:
-        tensors = {}
-        for tensor in step.model.inputs:
-            value = pb_utils.get_input_tensor_by_name(request, tensor.name)
-            if value is not None:
-                tensors[tensor.name] = value.as_numpy()
-        arrays.append(tensors)
     try:
-        results = step.process(arrays)
-    except Exception:
+        results = step.process([request_tensors(pb_utils, step.model, request) for request in requests])
+    except Exception as e:
         pb_utils.Logger.log_error(f"{step.model.name}: {traceback.format_exc()}")
-        error = pb_utils.TritonError(f"internal error in model '{step.model.name}' (the server log has the details)")
-        return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        return [error_response(pb_utils, e, step.model.name) for _ in requests]
     responses = []
     for result in results:
         if isinstance(result, RequestError):
-            responses.append(pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)))
+            responses.append(error_response(pb_utils, result, step.model.name))
         else:
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(name, value) for name, value in result.items()]))
     return responses
@@ -81,3 +96,4 @@ def engine_call(pb_utils, args: ModelArgs) -> EngineCall | None:
         return pb_utils.get_output_tensor_by_name(response, WAV.name).as_numpy()
 
     return EngineCall(infer, int(args.parameters["engine_max_batch_size"]))
+

@@ -4,9 +4,9 @@ What `python -m export` writes into an export directory, what the model reposito
 from it, what the Triton models exchange, and what the in-process pipeline runs:
 
     <export dir>/export.json                  ExportConfig: voices, their vocabularies, the audio settings
-    <export dir>/<voice>/encoder.onnx ...      the five acoustic graphs (ACOUSTIC_GRAPHS)
+    <export dir>/<voice>/encoder.onnx ...      the six acoustic graphs (ACOUSTIC_GRAPHS)
     <export dir>/<voice>/vocoder.onnx          the vocoder, MEL [batch, n_mels, frames] (NSF: and SOURCE) -> WAV [batch, 1, samples]
-    <export dir>/<voice>/vocoder.bf16.pt2      the BF16 CPU vocoder and its quality record (optional)
+    <export dir>/<voice>/vocoder.bf16.json     the quality record of that vocoder run in BF16 (CPU, OpenVINO)
     <export dir>/<voice>/vocoder_fp16.onnx     the mixed-precision graph an FP16 engine is built from (GPU hosts)
     <export dir>/<voice>/vocoder.plan          the TensorRT engine and vocoder.plan.json, its metadata (GPU hosts)
 
@@ -25,28 +25,28 @@ from serving.symbols import STREAMS, Vocabulary
 # -- the export directory ------------------------------------------------------------------------
 
 EXPORT_CONFIG_FILE = "export.json"
-FORMAT_VERSION = 3  # 3: NSF and personal voices, the regrown position table; 2: one audio settings type
+FORMAT_VERSION = 5  # 2: one audio settings type; 3: the postnet as two graphs, the vocoder's context frames;
+#                     4: a vocoder graph OpenVINO runs in BF16; 5: NSF and personal voices, the regrown position table
 
 # The acoustic model's sub-graphs, in the order serving.runtime.acoustic runs them.
 ENCODER = "encoder.onnx"
 DURATION_STEP = "duration_step.onnx"
 DECODER_MEMORY = "decoder_memory.onnx"
 DECODER_STEP = "decoder_step.onnx"
-POSTNET = "postnet.onnx"
-ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET)
+POSTNET_FSMN = "postnet_fsmn.onnx"
+POSTNET_LSTM = "postnet_lstm.onnx"
+ACOUSTIC_GRAPHS = (ENCODER, DURATION_STEP, DECODER_MEMORY, DECODER_STEP, POSTNET_FSMN, POSTNET_LSTM)
 
 VOCODER_ONNX = "vocoder.onnx"
-VOCODER_BF16 = "vocoder.bf16.pt2"  # a torch.export program (export.vocoder_bf16)
-VOCODER_BF16_CHECK = "vocoder.bf16.json"  # its quality record against FP32 (BF16Check)
+VOCODER_BF16_CHECK = "vocoder.bf16.json"  # the BF16 CPU vocoder's quality record against FP32 (BF16Check)
 VOCODER_FP16_ONNX = "vocoder_fp16.onnx"  # FP16 with FP32 islands (export.fp16_check)
 FP16_CHECK_REPORT = "fp16_check.json"
 VOCODER_PLAN = "vocoder.plan"
 TIMING_CACHE = "trt_timing.cache"  # in the export directory itself, shared by the voices' engine builds
 
-# What the vocoder model runs (its "runtime" parameter): on CPU a precision, each with its file; on a
-# GPU host the TensorRT engine, served as the model VOCODER_ENGINE.
+# What the vocoder model runs (its "runtime" parameter): on CPU VOCODER_ONNX on OpenVINO at a precision;
+# on a GPU host the TensorRT engine, served as the model VOCODER_ENGINE.
 FP32, BF16, TENSORRT = "fp32", "bf16", "tensorrt"
-CPU_VOCODER_FILES = {FP32: VOCODER_ONNX, BF16: VOCODER_BF16}
 
 
 def plan_metadata_path(plan: Path) -> Path:
@@ -58,6 +58,7 @@ def plan_metadata_path(plan: Path) -> Path:
 META_MAX_LEN = "max_len"  # encoder: the longest phone sequence (the position table's size)
 META_VOCABULARY_SIZES = "vocabulary_sizes"  # encoder: JSON {stream: rows}
 META_OUTPUTS_PER_STEP = "outputs_per_step"  # decoder_step: frames per decoder step (r)
+META_CONTEXT = "context_frames"  # postnet_fsmn: JSON [earlier, later] decoder frames one mel frame depends on
 META_HOP = "hop_length"  # vocoder: samples per mel frame
 META_N_MELS = "n_mels"  # vocoder: mel bins
 META_RIGHT_CONTEXT = "right_context_frames"  # vocoder: how far padding after an item reaches back into it
@@ -99,7 +100,7 @@ VOCODER_MEL = Tensor("MEL", "TYPE_FP32", ("n_mels", -1), "mel bins of the frames
 SOURCE = Tensor("SOURCE", "TYPE_FP32", ("source_channels", -1), "an NSF vocoder's source, [harmonics + 1, frames * hop]")
 FRAMES = Tensor("FRAMES", "TYPE_INT32", (1,), "the sentence's mel frame count")
 WAV = Tensor("WAV", "TYPE_FP32", (1, -1), "the sentence's waveform (samples past FRAMES x hop are padding)")
-AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "the whole text's FP32 PCM in [-1, 1], sentences joined with pauses")
+AUDIO = Tensor("AUDIO", "TYPE_FP32", (-1,), "FP32 PCM in [-1, 1], sentences joined with pauses (tts_stream: a chunk of it)")
 SAMPLE_RATE = Tensor("SAMPLE_RATE", "TYPE_INT32", (1,), "samples per second of AUDIO")
 
 
@@ -122,6 +123,9 @@ VOCODER = Model("vocoder", (MEL, FRAMES, VOICE_INDEX, NOISE_SEED), (WAV,))
 JOIN = Model("join", (WAV, FRAMES, PAUSE), (AUDIO, SAMPLE_RATE))
 TTS = Model("tts", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 PIPELINE = (FRONTEND, ACOUSTIC, VOCODER, JOIN)  # the steps of the `tts` ensemble, in order; one row per sentence
+# Streaming (decoupled): the same request, answered by one response per chunk (the chunks of AUDIO in order,
+# joined they are `tts`'s AUDIO) and a final one. It calls VOCODER itself (BLS).
+TTS_STREAM = Model("tts_stream", REQUEST_INPUTS, (AUDIO, SAMPLE_RATE), REQUEST_INPUTS)
 
 # Clients read the voice catalogue (voices, their emotions and speakers, the default voice, the sample rate) as a JSON
 # string parameter of the front end's config.
@@ -183,6 +187,7 @@ class VoiceSpec:
     has_mask: bool
     outputs_per_step: int  # decoder frames per step (r)
     max_len: int  # longest phone sequence the position table covers
+    vocoder_context_frames: list[int]  # [earlier, later] mel frames a frame's samples depend on
     trusted_checkpoints: list[str] = field(default_factory=list)  # loaded in full, with --trust-checkpoint
     nsf: NsfSpec | None = None  # an NSF voice's f0 and source
 
@@ -254,19 +259,24 @@ class ExportConfig:
 # The quality bound of a low-precision CPU vocoder, on real speech (results/precision.md).
 MAX_L1_VS_FP32 = 0.10  # mean |ln-mel(low precision) - ln-mel(FP32)| of the two outputs, re-analysed
 MAX_DISTANCE_RISE = 0.10  # ln-mel L1 to the input speech may rise by at most 10 % of FP32's
+# A request's audio in a batch vs alone: FP32 within a waveform difference; BF16 within a re-analysed ln-mel
+# L1, since the acoustic model's float noise between batch and single (~1e-6) passes through BF16 rounding.
+MAX_FP32_BATCH_DIFF = 1e-3
+MAX_BF16_BATCH_L1 = 0.03
 
 
 @dataclass(frozen=True)
 class BF16Check:
-    """The export's record of one voice's BF16 vocoder against its FP32 vocoder (VOCODER_BF16_CHECK)."""
+    """The export's record of one voice's vocoder run in BF16 against FP32 (VOCODER_BF16_CHECK)."""
 
     sentences: list[str]
     l1_vs_fp32: list[float]  # per sentence
+    in_bf16: bool = True  # False: the exporting CPU has no BF16, so both runs were FP32 and nothing was measured
     max_l1_vs_fp32: float = MAX_L1_VS_FP32
 
     @property
     def holds(self) -> bool:
-        return bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
+        return self.in_bf16 and bool(self.l1_vs_fp32) and max(self.l1_vs_fp32) <= self.max_l1_vs_fp32
 
     def write(self, voice_dir: Path) -> Path:
         path = Path(voice_dir) / VOCODER_BF16_CHECK
@@ -277,7 +287,9 @@ class BF16Check:
     def read(cls, voice_dir: Path) -> "BF16Check":
         data = json.loads((Path(voice_dir) / VOCODER_BF16_CHECK).read_text())
         # The bound is this code's, not the file's: an old record cannot loosen it.
-        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"])
+        return cls(sentences=data["sentences"], l1_vs_fp32=data["l1_vs_fp32"], in_bf16=data["in_bf16"])
 
     def summary(self) -> str:
+        if not self.in_bf16:
+            return "BF16 not measured (the exporting CPU has no BF16: export on a CPU with avx512_bf16 or amx_bf16)"
         return f"BF16 vs FP32 log-mel L1 {max(self.l1_vs_fp32):.4f} (bound {self.max_l1_vs_fp32})"

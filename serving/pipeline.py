@@ -8,10 +8,11 @@ the ensemble does; a request that a step answers with a RequestError leaves the 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
-from serving.contract import FP32, PIPELINE, ExportConfig
+from serving.contract import ACOUSTIC, FP32, PIPELINE, VOCODER, ExportConfig
 from serving.runtime.sessions import RuntimeOptions
 from serving.steps import RequestError, Step, Tensors
 from serving.steps.acoustic import AcousticStep
@@ -28,10 +29,24 @@ class Pipeline:
 
     @classmethod
     def load(cls, config: ExportConfig, acoustic_dir: Path, vocoder_dir: Path, options: RuntimeOptions = RuntimeOptions(),
-             vocoder_runtime: str = FP32) -> "Pipeline":
+             vocoder_runtime: str = FP32, vocoder_options: RuntimeOptions | None = None, bucket_frames: int = 1,
+             max_frames: int | None = None) -> "Pipeline":
         """The steps on the files of an export directory (both dirs the same) or of a CPU model repository."""
-        return cls([FrontendStep(config), AcousticStep(config, acoustic_dir, options),
-                    VocoderStep(config, vocoder_dir, options, vocoder_runtime), JoinStep(config)])
+        return cls([FrontendStep(config), AcousticStep(config, acoustic_dir, options, max_frames),
+                    VocoderStep(config, vocoder_dir, vocoder_options or options, vocoder_runtime,
+                                bucket_frames=bucket_frames), JoinStep(config)])
+
+    @classmethod
+    def from_repository(cls, repository: Path) -> "Pipeline":
+        """The steps of a generated CPU model repository with the settings its configs give them (backends,
+        threads, vocoder precision and buckets): what its server computes, in this process."""
+        repository = Path(repository)
+        acoustic_dir, vocoder_dir = repository / ACOUSTIC.name / "1", repository / VOCODER.name / "1"
+        acoustic, vocoder = (config_parameters(repository / m.name / "config.pbtxt") for m in (ACOUSTIC, VOCODER))
+        return cls.load(ExportConfig.read(acoustic_dir), acoustic_dir, vocoder_dir,
+                        RuntimeOptions.from_parameters(acoustic), vocoder["runtime"],
+                        RuntimeOptions.from_parameters(vocoder), int(vocoder["bucket_frames"]),
+                        int(acoustic["max_sentence_frames"]))
 
     @property
     def frontend(self) -> FrontendStep:
@@ -40,6 +55,10 @@ class Pipeline:
     @property
     def acoustic(self) -> AcousticStep:
         return self.steps[1]
+
+    @property
+    def vocoder(self) -> VocoderStep:
+        return self.steps[2]
 
     def process(self, requests: list[Tensors], seconds: dict[str, float] | None = None) -> list[Tensors | RequestError]:
         """Each request's inputs (serving.contract.TTS) -> its outputs (AUDIO, SAMPLE_RATE), or its error.
@@ -56,3 +75,11 @@ class Pipeline:
                 seconds[step.model.name] = seconds.get(step.model.name, 0.0) + time.perf_counter() - started
         outputs = [t.name for t in PIPELINE[-1].outputs]
         return [t if isinstance(t, RequestError) else {name: t[name] for name in outputs} for t in tensors]
+
+
+_PARAMETER = re.compile(r'parameters \{ key: "(\w+)" value \{ string_value: "((?:[^"\\]|\\.)*)" \} \}')
+
+
+def config_parameters(config_pbtxt: Path) -> dict[str, str]:
+    """The string parameters of a config.pbtxt written by deploy.repository (one per line)."""
+    return {key: re.sub(r"\\(.)", r"\1", value) for key, value in _PARAMETER.findall(Path(config_pbtxt).read_text())}

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: random-weight ModelScope model directories, written once per session."""
+"""Shared pytest fixtures: random-weight ModelScope model directories, their exports and repositories
+(written once per session), and the clean-up of stubs a test killed."""
 
 import subprocess
 import sys
@@ -36,13 +37,29 @@ def full_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("full_model_dir"), size="full")
 
 
+def export_voice(model_dir: Path, out: Path) -> Path:
+    """An export of a model directory's default voice (one voice halves the export)."""
+    subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(out), "--voice", DEFAULT_VOICES[0]],
+                   check=True)
+    return out
+
+
 @pytest.fixture(scope="session")
-def tiny_repository(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CPU model repository of the tiny fixture's default voice (one voice halves the export)."""
-    export_dir = tmp_path_factory.mktemp("tiny_export")
-    subprocess.run([sys.executable, "-m", "export", str(tiny_model_dir), "--out", str(export_dir),
-                    "--voice", DEFAULT_VOICES[0]], check=True)
-    return generate(export_dir, tmp_path_factory.mktemp("tiny_repo") / "model_repository", "cpu")
+def tiny_export(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_voice(tiny_model_dir, tmp_path_factory.mktemp("tiny_export"))
+
+
+@pytest.fixture(scope="session")
+def tiny_noncausal_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny fixture with KAN-TTS's non-causal HiFi-GAN (a right context as well as a left one)."""
+    model_dir = make_model_dir(tmp_path_factory.mktemp("tiny_noncausal_model_dir"), size="tiny", causal_vocoder=False)
+    return export_voice(model_dir, tmp_path_factory.mktemp("tiny_noncausal_export"))
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CPU model repository of the tiny fixture's default voice."""
+    return generate(tiny_export, tmp_path_factory.mktemp("tiny_repo") / "model_repository", "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +90,29 @@ def family_dir(tmp_path_factory: pytest.TempPathFactory):
         return made[name]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def family_export(family_dir, tmp_path_factory: pytest.TempPathFactory):
+    """family_export(name) -> family_dir(name) exported, on first use."""
+    made: dict[str, Path] = {}
+
+    def export(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"export_{name}")
+            subprocess.run([sys.executable, "-m", "export", str(family_dir(name)), "--out", str(out)], check=True,
+                           capture_output=True)
+            made[name] = out
+        return made[name]
+
+    return export
+
+
+@pytest.fixture
+def killed_stub_regions():
+    """Shared-memory regions of stubs a test killed; a killed stub cannot remove its own, so we do.
+    Only these exact names: other servers on this machine have regions of their own."""
+    regions: list[str] = []
+    yield regions
+    for region in regions:
+        (Path("/dev/shm") / region).unlink(missing_ok=True)

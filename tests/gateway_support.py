@@ -1,8 +1,10 @@
 """Helpers for the gateway tests: a model repository with a stand-in streaming model, Triton model control.
 
-The streaming model is a test stand-in until the real `tts_stream` lands: a decoupled python model with the
-inputs of `tts` that calls the `tts` ensemble (BLS) and sends its AUDIO in CHUNKS responses, CHUNK_DELAY_S
-apart, then a final empty response flagged complete. Its chunks join to exactly what `tts` answers.
+The stand-in replaces the real `tts_stream` so that the gateway's tests see chunks far apart in time
+whatever the machine's speed: a decoupled python model with the inputs of `tts` that calls the `tts`
+ensemble (BLS) and sends its AUDIO in CHUNKS responses, CHUNK_DELAY_S apart, then a final empty response
+flagged complete. Its chunks join to exactly what `tts` answers. (tests/test_stream_server.py tests the
+real model.)
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ parameters {{ key: "chunk_delay_s" value {{ string_value: "{CHUNK_DELAY_S}" }} }
 
 
 def with_stream_model(repository: Path, out: Path) -> Path:
-    """A copy of `repository` plus the stand-in `tts_stream`."""
+    """A copy of `repository` with the stand-in `tts_stream` in place of its own."""
     shutil.copytree(repository, out)
+    shutil.rmtree(out / "tts_stream", ignore_errors=True)
     (out / "tts_stream" / "1").mkdir(parents=True)
     (out / "tts_stream" / "1" / "model.py").write_text(textwrap.dedent(STREAM_MODEL))
     (out / "tts_stream" / "config.pbtxt").write_text(STREAM_CONFIG)

@@ -35,6 +35,7 @@ from models.sambert import predict_log_durations
 from serving.contract import ACOUSTIC_GRAPHS, VOCODER_ONNX
 from serving.limits import MAX_SENTENCE_TOKENS
 from serving.runtime.acoustic import AcousticInputError, AcousticRuntime
+from serving.runtime.sessions import OPENVINO, RuntimeOptions
 from serving.runtime.vocoder import VocoderRuntime
 from serving.symbols import STREAMS
 
@@ -62,7 +63,7 @@ def voice_dir(voice, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime(voice_dir):
-    return AcousticRuntime(voice_dir, intra_op_threads=1)
+    return AcousticRuntime(voice_dir, RuntimeOptions(intra_op_threads=1))
 
 
 def boundary_distance(log_durations: np.ndarray, scale: float, r: int) -> float:
@@ -182,11 +183,19 @@ def test_parity_batch_of_eight_different_lengths(voice, runtime):
     assert np.abs(alone - together).max() <= 1e-5
 
 
+def test_parity_with_every_graph_on_openvino(voice, voice_dir):
+    """The acoustic graphs on OpenVINO (FP32) give PyTorch's durations and mels, as on ONNX Runtime."""
+    on_openvino = AcousticRuntime(voice_dir, RuntimeOptions(intra_op_threads=1,
+                                                            backends={g: OPENVINO for g in ACOUSTIC_GRAPHS}))
+    items = pick_sentences(voice, BATCH_LENGTHS, BATCH_SCALES, seed=4)
+    check_parity(voice, on_openvino, items, BATCH_SCALES)
+
+
 def test_waveform_parity_through_the_vocoder(voice, runtime, tmp_path):
     items = pick_sentences(voice, [10, 6], [1.0, 1.0], seed=3)
     vocoder_path = export_vocoder(voice.vocoder, tmp_path / VOCODER_ONNX, kan_vocoder_meta(voice.vocoder),
                                   log=lambda line: None)
-    audio = VocoderRuntime(vocoder_path, intra_op_threads=1).vocode(runtime.synthesize(items, [1.0, 1.0]))
+    audio = VocoderRuntime(vocoder_path, threads=1).vocode(runtime.synthesize(items, [1.0, 1.0]))
     diffs = []
     for wave, item in zip(audio, reference(voice, items, [1.0, 1.0])):
         with torch.no_grad():
@@ -213,3 +222,58 @@ def test_runtime_refuses_what_the_model_cannot_take(runtime):
     with pytest.raises(AcousticInputError, match="positive"):
         runtime.synthesize([ok], [0.0])
     assert runtime.synthesize([], []) == []
+
+
+def test_postnet_graphs_record_the_fsmn_context(voice, runtime):
+    assert runtime.postnet_context == voice.am.postnet_context_frames()
+    p = voice.am.params
+    left = round((p["postnet_filter_size"] - 1) / 2) + p["postnet_shift"]
+    assert runtime.postnet_context == (p["postnet_fsmn_num_layers"] * left,
+                                       p["postnet_fsmn_num_layers"] * (p["postnet_filter_size"] - 1 - left))
+
+
+def test_items_at_different_steps_decode_as_they_do_alone(voice, runtime):
+    """Streams join and leave the decoder between steps: each item's frames equal its frames decoded alone."""
+    items = pick_sentences(voice, [14, 6, 21], [1.0, 1.3, 0.8], seed=4)
+    scales = [1.0, 1.3, 0.8]
+    alone = []
+    for item, scale in zip(items, scales):
+        (decoding,) = runtime.begin(runtime.predict_durations([item], [scale]))
+        while not decoding.done:
+            runtime.decode_step([decoding])
+        alone.append(decoding.output)
+    decodings = runtime.begin(runtime.predict_durations(items, scales))
+    joins = [0, 3, 7]  # the step of the first item at which each item joins
+    iteration = 0
+    while not all(d.done for d in decodings):
+        runtime.decode_step([d for d, join in zip(decodings, joins) if join <= iteration and not d.done])
+        iteration += 1
+    for decoding, expected in zip(decodings, alone):
+        assert decoding.output.shape == expected.shape
+        assert np.abs(decoding.output - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("ranges", [[5, 1, 40, 7], [1], [64]])
+def test_postnet_over_ranges_equals_the_postnet_over_the_sentence(voice, runtime, ranges):
+    """Frame ranges of any size, each from the LSTM state where the last ended, give the sentence's mel."""
+    (item,) = pick_sentences(voice, [18], [1.0], seed=5)
+    (decoding,) = runtime.begin(runtime.predict_durations([item], [1.0]))
+    while not decoding.done:
+        runtime.decode_step([decoding])
+    (whole,) = runtime.synthesize([item], [1.0])
+    pieces, state, start = [], runtime.initial_postnet_state(), 0
+    while start < decoding.frames:
+        end = min(decoding.frames, start + ranges[len(pieces) % len(ranges)])
+        mel, state = runtime.postnet(decoding, state, start, end)
+        pieces.append(mel)
+        start = end
+    assert np.abs(np.concatenate(pieces) - whole).max() <= 1e-5
+
+
+def test_postnet_waits_for_its_later_context(voice, runtime):
+    (item,) = pick_sentences(voice, [18], [1.0], seed=5)
+    (decoding,) = runtime.begin(runtime.predict_durations([item], [1.0]))
+    runtime.decode_step([decoding])  # r frames made; the first frame needs `later` more
+    assert runtime.postnet_context[1] >= runtime.r
+    with pytest.raises(ValueError, match="need decoder frames"):
+        runtime.postnet(decoding, runtime.initial_postnet_state(), 0, 1)

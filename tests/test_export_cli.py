@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from models.model_dir import ModelDir
-from serving.contract import ACOUSTIC_GRAPHS, EXPORT_CONFIG_FILE, VOCODER_ONNX, ExportConfig
+from serving.contract import ACOUSTIC_GRAPHS, EXPORT_CONFIG_FILE, VOCODER_BF16_CHECK, VOCODER_ONNX, ExportConfig
 from serving.limits import MAX_SENTENCE_TOKENS
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.vocoder import VocoderRuntime
@@ -52,7 +52,7 @@ def test_exports_every_voice_and_writes_export_json(tiny_model_dir, exported):
     assert config.default_voice == model_dir.voice_names[0]
     for name in model_dir.voice_names:
         voice = model_dir.voice(name)
-        assert sorted(p.name for p in (out / name).iterdir()) == sorted([*ACOUSTIC_GRAPHS, VOCODER_ONNX])
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted([*ACOUSTIC_GRAPHS, VOCODER_ONNX, VOCODER_BF16_CHECK])
         spec = config.voices[name]
         assert spec.speakers == voice.vocabulary.speakers and spec.has_mask == voice.has_mask
         assert (spec.outputs_per_step, spec.max_len) == (voice.am_params["outputs_per_step"], MAX_SENTENCE_TOKENS)

@@ -7,8 +7,6 @@ ensemble (in-process, and for some families a real tritonserver), an NSF voice's
 2e-3: its phase adds up the f0 of every earlier sample, which grows the acoustic graphs' float noise.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,31 +51,15 @@ def kantts_ids(ref: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([ref[f"{stream}_ids"][:-1] for stream in STREAMS], axis=-1).astype(np.int64)
 
 
-@pytest.fixture(scope="module")
-def exports(family_dir, tmp_path_factory):
-    """family_dir(name) exported (on first use)."""
-    made: dict[str, Path] = {}
-
-    def export(name: str) -> Path:
-        if name not in made:
-            out = tmp_path_factory.mktemp(f"export_{name}")
-            subprocess.run([sys.executable, "-m", "export", str(family_dir(name)), "--out", str(out)], check=True,
-                           capture_output=True)
-            made[name] = out
-        return made[name]
-
-    return export
-
-
 def voice_dir(export_dir: Path) -> tuple[ExportConfig, Path]:
     config = ExportConfig.read(export_dir)
     return config, export_dir / config.default_voice
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_acoustic_graphs(exports, name):
+def test_acoustic_graphs(family_export, name):
     ref = reference(name)
-    _, directory = voice_dir(exports(name))
+    _, directory = voice_dir(family_export(name))
     runtime = AcousticRuntime(directory)
     durations = runtime.predict_durations([kantts_ids(ref)], [1.0])
     assert np.array_equal(durations.frames_per_phone[0], ref["durations"])
@@ -86,9 +68,9 @@ def test_acoustic_graphs(exports, name):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_vocoder_graph_given_modelscopes_input(exports, name):
+def test_vocoder_graph_given_modelscopes_input(family_export, name):
     ref = reference(name)
-    config, directory = voice_dir(exports(name))
+    config, directory = voice_dir(family_export(name))
     runtime = VocoderRuntime(directory / VOCODER_ONNX)
     nsf = config.voices[config.default_voice].nsf
     hop = config.audio.hop_length
@@ -105,9 +87,9 @@ def test_vocoder_graph_given_modelscopes_input(exports, name):
         np.testing.assert_allclose(wav, expected, rtol=0, atol=ONNX_TOLERANCE)
 
 
-def test_long_sentence_reads_the_regrown_position_table(exports):
+def test_long_sentence_reads_the_regrown_position_table(family_export):
     ref = reference("emo16k_long841")
-    config, directory = voice_dir(exports("emo16k"))
+    config, directory = voice_dir(family_export("emo16k"))
     assert config.voices[config.default_voice].max_len > len(ref["pitch"]) > 800
     tokens = [tuple(token.strip("{}").split("$")) for token in str(ref["symbols"]).split()]
     ids = config.voices[config.default_voice].vocabulary().encode(tokens)
@@ -116,9 +98,9 @@ def test_long_sentence_reads_the_regrown_position_table(exports):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_in_process_pipeline_end_to_end(exports, name):
+def test_in_process_pipeline_end_to_end(family_export, name):
     """The steps of the `tts` ensemble, in this process."""
-    export_dir = exports(name)
+    export_dir = family_export(name)
     config = ExportConfig.read(export_dir)
     pipeline = Pipeline.load(config, export_dir, export_dir)
     request = {TEXT.name: np.array([[TEXT_READ.encode()]], dtype=object),
@@ -129,8 +111,8 @@ def test_in_process_pipeline_end_to_end(exports, name):
     assert int(result["SAMPLE_RATE"][0, 0]) == int(reference(name)["sample_rate"])
 
 
-def test_seed_fixes_the_noise_and_each_sentence_has_its_own(exports):
-    export_dir = exports("nsf24k")
+def test_seed_fixes_the_noise_and_each_sentence_has_its_own(family_export):
+    export_dir = family_export("nsf24k")
     pipeline = Pipeline.load(ExportConfig.read(export_dir), export_dir, export_dir)
 
     def speak(seed: int | None) -> np.ndarray:
@@ -150,10 +132,10 @@ def test_seed_fixes_the_noise_and_each_sentence_has_its_own(exports):
     assert np.abs(first - second).max() > 1e-2
 
 
-def test_nsf_engine_gets_the_source_through_the_vocoder_model(exports):
+def test_nsf_engine_gets_the_source_through_the_vocoder_model(family_export):
     """The GPU path on this machine: the engine model stood in for by an ONNX Runtime session of the same graph.
     A causal vocoder's padded batch gives every item exactly its own audio."""
-    config, directory = voice_dir(exports("nsf24k"))
+    config, directory = voice_dir(family_export("nsf24k"))
     runtime = VocoderRuntime(directory / VOCODER_ONNX)
     calls = []
 
@@ -173,7 +155,7 @@ def test_nsf_engine_gets_the_source_through_the_vocoder_model(exports):
     assert calls == [((2, 80, 118), (2, 8, 118 * hop)), ((1, 80, 31), (1, 8, 31 * hop))]
 
 
-def test_gpu_repository_declares_the_nsf_engines_source(exports, tmp_path):
+def test_gpu_repository_declares_the_nsf_engines_source(family_export, tmp_path):
     import json
     import shutil
 
@@ -183,7 +165,7 @@ def test_gpu_repository_declares_the_nsf_engines_source(exports, tmp_path):
     from serving.contract import VOCODER_PLAN, plan_metadata_path
 
     export_dir = tmp_path / "export"
-    shutil.copytree(exports("nsf24k"), export_dir)
+    shutil.copytree(family_export("nsf24k"), export_dir)
     config = ExportConfig.read(export_dir)
     for voice in config.voice_names():
         (export_dir / voice / VOCODER_PLAN).write_bytes(b"an engine")
@@ -198,8 +180,8 @@ def test_gpu_repository_declares_the_nsf_engines_source(exports, tmp_path):
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", SERVED)
-def test_served(exports, tmp_path, name):
-    export_dir = exports(name)
+def test_served(family_export, tmp_path, name):
+    export_dir = family_export(name)
     config = ExportConfig.read(export_dir)
     repository = generate(export_dir, tmp_path / "model_repository", "cpu", log=lambda _: None)
     tolerance = NSF_END_TO_END_TOLERANCE if config.nsf else ONNX_TOLERANCE

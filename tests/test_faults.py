@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from bench.memory import process_tree
+from bench.memory import model_stub
 from bench.soak import Reference, TextStream
 from deploy.launcher import Ports, TritonServer
 from tts_client import TTSClient
@@ -37,10 +37,7 @@ EXIT_TIMEOUT_S = 3        # a server whose stub was killed waits this long to ex
 THREADS = 6               # client threads of the background load (half gRPC, half HTTP)
 MAX_REQUESTS = 40         # per thread: the load is bounded even if a stop signal were missed
 JOIN_TIMEOUT_S = 240      # no request may hang: every thread must be done within this after the stop
-AUDIO_TOLERANCE = 1e-3    # served audio vs the same text synthesized alone in-process (as the soak)
 TEXT = "今天天气很好，我们去公园散步吧。"
-STUB = "triton_python_backend_stub"
-SHM_DIR = Path("/dev/shm")
 
 
 @dataclass
@@ -108,33 +105,13 @@ def reference(tiny_repository: Path) -> Reference:
     return Reference(tiny_repository)
 
 
-@pytest.fixture
-def killed_stub_regions():
-    """Shared-memory regions of stubs a test killed; a killed stub cannot remove its own, so we do.
-    Only these exact names: other servers on this machine have regions of their own."""
-    regions: list[str] = []
-    yield regions
-    for region in regions:
-        (SHM_DIR / region).unlink(missing_ok=True)
-
-
 def clients_for(server: TritonServer, retries: int, backoff_s: float = 0.5) -> dict[str, TTSClient]:
     return {"grpc": TTSClient(server.grpc_url, "grpc", timeout_s=120, retries=retries, backoff_s=backoff_s),
             "http": TTSClient(server.http_url, "http", timeout_s=120, retries=retries, backoff_s=backoff_s)}
 
 
 def live_stub(server: TritonServer, model: str) -> tuple[int, str]:
-    """(pid, shared-memory region) of the running stub of `model` under this server. The stub's command
-    line is: stub, <repository>/<model>/1/model.py, <region>, ..."""
-    for pid in process_tree(server.process.pid):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if argv[0].endswith(STUB) and argv[1].endswith(f"/{model}/1/model.py") and state != "Z":
-            return pid, argv[2]
-    raise AssertionError(f"no running stub of {model!r} under tritonserver {server.process.pid}")
+    return model_stub(server.process.pid, model)
 
 
 def http_status(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:
@@ -148,9 +125,8 @@ def http_status(url: str, method: str = "GET", headers: dict[str, str] | None = 
 
 def assert_right_audio(outcomes: list[Outcome], reference: Reference) -> None:
     for o in outcomes:
-        alone = reference.synthesize(o.text)
-        assert o.audio.shape == alone.shape, (o.text, o.audio.shape, alone.shape)
-        assert np.abs(o.audio - alone).max() <= AUDIO_TOLERANCE, o.text
+        difference, bound, measure = reference.difference(o.audio, reference.synthesize(o.text))
+        assert difference <= bound, (o.text, measure, difference)
 
 
 def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(tiny_repository, reference, killed_stub_regions,
@@ -198,7 +174,8 @@ def test_killed_vocoder_stub_fails_clearly_and_comes_back_after_reload(tiny_repo
         for c in clients.values():
             c.close()
 
-    assert after.shape == before.shape and np.abs(after - before).max() <= AUDIO_TOLERANCE
+    difference, bound, measure = reference.difference(after, before)
+    assert difference <= bound, (measure, difference)
     outcomes = load.snapshot()
     failed = [o for o in outcomes if o.error is not None]
     # Every failure is a clear message from a live server, and only while the model was down.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.soak import run_soak, write_outputs
+from deploy.repository import PYTHON_MODELS
 
 pytestmark = pytest.mark.server  # every test here runs a real tritonserver
 
@@ -26,7 +27,8 @@ def test_one_minute_soak_over_both_protocols(tiny_repository: Path, tmp_path: Pa
     assert {(r.protocol, r.kind) for r in answered} == {(p, k) for p in ("grpc", "http")
                                                          for k in ("short", "medium", "long")}
     assert len(report.kept_audio_diffs) == 16
-    assert report.memory[-1].processes == 5  # tritonserver and the four python-backend stubs, none lost
+    # tritonserver and a python-backend stub per model (the streaming model's too), none lost
+    assert report.memory[-1].processes == 1 + len(PYTHON_MODELS)
 
     paths = write_outputs(report, tmp_path / "out")
     results = json.loads(paths[0].read_text())

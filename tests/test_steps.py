@@ -20,15 +20,16 @@ from serving.limits import MAX_BATCH_SIZE, SENTENCE_PAUSE_S
 from serving.pipeline import Pipeline
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.nsf import sentence_seed
-from serving.runtime.sessions import ProviderUnavailableError
+from serving.runtime.sessions import ProviderUnavailableError, RuntimeOptions
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
 from serving.steps import RequestError
 from serving.steps.frontend import FrontendStep
 from serving.steps.join import join_sentences
 from serving.symbols import STREAMS
 
-VOICE = VoiceSpec(speakers=["F7"], has_mask=True, outputs_per_step=3, max_len=800)
-MULTI_SPEAKER = VoiceSpec(speakers=["M7", "xiaoyu", "F7"], has_mask=True, outputs_per_step=3, max_len=800)
+VOICE = VoiceSpec(speakers=["F7"], has_mask=True, outputs_per_step=3, max_len=800, vocoder_context_frames=[35, 0])
+MULTI_SPEAKER = VoiceSpec(speakers=["M7", "xiaoyu", "F7"], has_mask=True, outputs_per_step=3, max_len=800,
+                          vocoder_context_frames=[35, 0])
 
 
 def text_request(text: bytes | None = None, **optional) -> dict:
@@ -120,17 +121,18 @@ def test_join_trims_each_sentence_and_inserts_pauses():
     np.testing.assert_array_equal(audio, expected[None, :])
 
 
-def test_engine_vocoder_pads_each_batch_and_cuts_every_item_back():
-    """The GPU vocoder's side of the engine call: batches of at most the engine's size, one shape each."""
+def test_engine_vocoder_buckets_each_item_and_cuts_every_item_back():
+    """The GPU vocoder's side of the engine call: each mel padded to a multiple of the bucket, the items of a
+    bucket together in batches of at most the engine's size, every waveform cut back to its own length."""
     hop, n_mels, shapes = 3, 2, []
 
     def engine(mel: np.ndarray, source: None) -> np.ndarray:  # a stand-in engine: each sample is its frame's first bin
         shapes.append(mel.shape)
         return np.repeat(mel[:, :1, :], hop, axis=2)
 
-    mels = [np.full((frames, n_mels), frames, dtype=np.float32) for frames in (4, 2, 5)]
-    audio = EngineVocoder(EngineCall(engine, max_batch_size=2), hop, n_mels).vocode(mels)
-    assert shapes == [(2, n_mels, 4), (1, n_mels, 5)]
+    mels = [np.full((frames, n_mels), frames, dtype=np.float32) for frames in (4, 2, 5, 3, 9)]
+    audio = EngineVocoder(EngineCall(engine, max_batch_size=2), hop, n_mels, bucket_frames=4).vocode(mels)
+    assert shapes == [(2, n_mels, 4), (1, n_mels, 4), (1, n_mels, 8), (1, n_mels, 12)]
     for mel, wav in zip(mels, audio):
         np.testing.assert_array_equal(wav, np.full(len(mel) * hop, len(mel), dtype=np.float32))
 
@@ -153,4 +155,4 @@ def test_a_gpu_deployment_without_the_cuda_provider_fails_loudly(tiny_repository
     voice_dir = files / ExportConfig.read(files).default_voice
     with pytest.raises(ProviderUnavailableError, match="could not load CUDAExecutionProvider"), \
             pytest.warns(UserWarning, match="not in available provider names"):  # all ONNX Runtime itself says
-        AcousticRuntime(voice_dir, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        AcousticRuntime(voice_dir, RuntimeOptions(providers=("CUDAExecutionProvider", "CPUExecutionProvider")))

@@ -235,7 +235,7 @@ def test_fp16_check_cli_writes_reports(tiny_vocoder_onnx: Path, tmp_path: Path):
 
     export_dir = tiny_vocoder_onnx.parent.parent
     voice = tiny_vocoder_onnx.parent.name
-    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800, [35, 0])}).write(export_dir)
     assert fp16_check.main([str(export_dir), "--save-fp16", "--report", str(tmp_path / "fp16.json")]) == 0
     assert (tiny_vocoder_onnx.parent / VOCODER_FP16_ONNX).is_file()
     (row,) = json.loads((tmp_path / "fp16.json").read_text())
@@ -303,7 +303,7 @@ def test_build_engines_script_end_to_end_with_trtexec(tiny_vocoder_onnx: Path, t
 
     export_dir = tiny_vocoder_onnx.parent.parent
     voice = tiny_vocoder_onnx.parent.name
-    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800)}).write(export_dir)
+    ExportConfig(voice, AUDIO_16K, {voice: VoiceSpec(["F7"], True, 3, 800, [35, 0])}).write(export_dir)
     done, args = run_build_engines(export_dir, tmp_path)
     assert f"--onnx={export_dir / voice / VOCODER_FP16_ONNX}" in args and "--stronglyTyped" in args
     # 0.1 GiB of FP16 activations holds 4 sentences of the longest admitted length (the tiny vocoder's

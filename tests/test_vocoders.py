@@ -176,6 +176,34 @@ def test_kan_noncausal_padding_reaches_only_the_right_context(kan_noncausal):
     assert diff[-hop:].max() > 1e-2  # the effect is real, so the trim on the serving side matters
 
 
+@pytest.mark.parametrize("which", ["kan_causal", "kan_noncausal"])
+def test_kan_context_frames_are_what_a_frame_reads(which, request):
+    """Changing one mel frame changes the samples of the frames within its reach and no others: the
+    analytic context covers the measured one and is at most one frame wider."""
+    generator = request.getfixturevalue(which)
+    hop, frames, changed_frame = generator.hop_length, 80, 40
+    mel = torch.randn(1, 80, frames)
+    changed = mel.clone()
+    changed[:, :, changed_frame] += 5.0
+    touched = torch.nonzero((vocode(generator, mel) - vocode(generator, changed)).abs()[0, 0] > 0)[:, 0] // hop
+    measured = (int(touched[-1]) - changed_frame, changed_frame - int(touched[0]))  # frames later and earlier
+    left, right = generator.context_frames()
+    assert measured[0] <= left <= measured[0] + 1 and measured[1] <= right <= measured[1] + 1
+    assert (right == 0) == generator.causal
+
+
+@pytest.mark.parametrize("which", ["kan_causal", "kan_noncausal"])
+def test_kan_a_range_of_frames_vocoded_with_its_context_equals_the_whole(which, request):
+    generator = request.getfixturevalue(which)
+    hop, (left, right) = generator.hop_length, generator.context_frames()
+    mel = torch.randn(1, 80, 120)
+    whole = vocode(generator, mel)
+    for start, end in [(0, 7), (50, 61), (110, 120), (3, 117)]:
+        lo, hi = max(0, start - left), min(120, end + right)
+        piece = vocode(generator, mel[:, :, lo:hi])[:, :, (start - lo) * hop : (end - lo) * hop]
+        assert (piece - whole[:, :, start * hop : end * hop]).abs().max() < 1e-5, (start, end)
+
+
 @pytest.mark.parametrize(
     ("change", "word"), [({"out_channels": 4}, "out_channels"),
                          ({"nsf_params": {"nb_harmonics": 7}}, "nsf_params must hold nb_harmonics and sampling_rate")]

@@ -3,6 +3,8 @@
     tts-client "今天天气很好" -o out.wav --voice zhitian_emo --emotion happy --speed 1.2
     tts-client -f story.txt -o story.wav --protocol http
     echo "你好" | tts-client -o hello.wav
+    tts-client -f story.txt --stream -o story.wav          # written as the chunks arrive
+    tts-client -f story.txt --stream -o - | aplay -f FLOAT_LE -r 16000 -c 1   # raw PCM to a player
     tts-client --list-voices
 """
 
@@ -13,7 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 from tts_client.client import DEFAULT_URLS, TTSClient, TTSError
+
+STDOUT = "-"
 
 
 class UsageError(Exception):
@@ -33,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The text comes from TEXT, from --file, or from standard input (TEXT is '-' or left out).")
     parser.add_argument("text", nargs="?", metavar="TEXT", help="the text to speak ('-': read standard input)")
     parser.add_argument("-f", "--file", type=Path, help="read the text from this UTF-8 file")
-    parser.add_argument("-o", "--output", type=Path, default=Path("out.wav"),
-                        help="WAV file to write (16-bit PCM; default: out.wav)")
+    parser.add_argument("-o", "--output", default="out.wav",
+                        help="WAV file to write (16-bit PCM; default: out.wav); '-': raw 32-bit float little-endian "
+                             "mono PCM to standard output")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream (gRPC): write the audio as it is made, chunk by chunk")
     parser.add_argument("--voice", help="voice name (default: the server's default; see --list-voices)")
     parser.add_argument("--emotion", help="emotion of the voice (default: the voice's default)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0 (default: 1.0)")
@@ -72,17 +82,56 @@ def list_voices(client: TTSClient) -> None:
 
 def run(args: argparse.Namespace) -> None:
     text = None if args.list_voices else read_text(args)
+    if args.stream and args.protocol != "grpc":
+        raise UsageError("--stream needs --protocol grpc")
     with TTSClient(args.url, args.protocol, timeout_s=args.timeout, retries=args.retries) as client:
         if text is None:
             list_voices(client)
             return
         start = time.perf_counter()
-        synthesis = client.synthesize(text, voice=args.voice, emotion=args.emotion, speed=args.speed,
-                                      speaker=args.speaker, seed=args.seed)
-        latency_s = time.perf_counter() - start
-        synthesis.to_wav(args.output)
-    print(f"wrote {args.output}: {synthesis.duration_s:.2f} s of audio at {synthesis.sample_rate} Hz "
-          f"(server answered in {latency_s:.2f} s)")
+        if args.stream:
+            seconds, sample_rate, first_s = write_stream(client, text, args, start)
+            timing = f"first audio after {first_s:.2f} s, the last after {time.perf_counter() - start:.2f} s"
+        else:
+            synthesis = client.synthesize(text, voice=args.voice, emotion=args.emotion, speed=args.speed,
+                                          speaker=args.speaker, seed=args.seed)
+            seconds, sample_rate = synthesis.duration_s, synthesis.sample_rate
+            timing = f"server answered in {time.perf_counter() - start:.2f} s"
+            if args.output == STDOUT:
+                write_pcm(synthesis.audio)
+            else:
+                synthesis.to_wav(args.output)
+    where = "standard output" if args.output == STDOUT else args.output
+    print(f"wrote {where}: {seconds:.2f} s of audio at {sample_rate} Hz ({timing})",
+          file=sys.stderr if args.output == STDOUT else sys.stdout)
+
+
+def write_stream(client: TTSClient, text: str, args: argparse.Namespace, start: float) -> tuple[float, int, float]:
+    """Write each chunk as it arrives; returns seconds of audio, the sample rate and when the first chunk came."""
+    wav, samples, sample_rate, first_s = None, 0, 0, 0.0
+    try:
+        for chunk in client.stream(text, voice=args.voice, emotion=args.emotion, speed=args.speed,
+                                  speaker=args.speaker, seed=args.seed):
+            if not samples:
+                first_s, sample_rate = time.perf_counter() - start, chunk.sample_rate
+                if args.output != STDOUT:
+                    wav = sf.SoundFile(args.output, "w", samplerate=sample_rate, channels=1, format="WAV",
+                                       subtype="PCM_16")
+            if wav is None:
+                write_pcm(chunk.audio)
+            else:
+                wav.write(np.clip(chunk.audio, -1.0, 1.0))
+                wav.flush()  # the header then tells how much is there, so the file can be played while it grows
+            samples += len(chunk.audio)
+    finally:
+        if wav is not None:
+            wav.close()
+    return samples / max(sample_rate, 1), sample_rate, first_s
+
+
+def write_pcm(audio: np.ndarray) -> None:
+    sys.stdout.buffer.write(audio.astype("<f4").tobytes())
+    sys.stdout.buffer.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
     except UnicodeDecodeError as exc:
         return fail(f"the text is not valid UTF-8 ({exc.reason} at byte {exc.start})", 1)
+    except BrokenPipeError:  # the player at the other end of -o - has quit
+        return 0
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     return 0

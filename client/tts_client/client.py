@@ -1,5 +1,8 @@
 """TTSClient: text in, audio out, from the Sambert-HifiGan Triton server over gRPC or HTTP (KServe v2).
 
+`synthesize` asks the `tts` model for the whole audio; `stream` (gRPC) asks the streaming model
+`tts_stream` and yields the audio in chunks as the server makes them.
+
 Thread safety: one TTSClient may be shared by many threads.
 - gRPC: tritonclient's gRPC client is thread-safe, so every thread shares one channel.
 - HTTP: tritonclient's HTTP client is not thread-safe at all (it runs on gevent, whose sockets
@@ -12,9 +15,11 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import queue
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -26,6 +31,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 MODEL = "tts"
+STREAM_MODEL = "tts_stream"
 # The model whose config carries the voice catalogue (a JSON string parameter named "voices"); the server's
 # serving.contract owns these names, and this package, which installs on its own, repeats them.
 CATALOGUE_MODEL = "frontend"
@@ -99,6 +105,35 @@ class TTSClient:
                    speed: float = 1.0, speaker: str | None = None, seed: int | None = None) -> Synthesis:
         """Speak `text`. Voice, emotion, speed and speaker (of a multi-speaker voice) are checked by the server
         (see voices() and speakers()); `seed` fixes an NSF voice's random excitation (the same seed, the same audio)."""
+        inputs = self._inputs(text, voice, emotion, speed, speaker, seed)
+        module = self._transport.module
+        outputs = [module.InferRequestedOutput("AUDIO"), module.InferRequestedOutput("SAMPLE_RATE")]
+        result = self._with_retries(lambda: self._transport.infer(inputs, outputs))
+        return _synthesis(result, MODEL, self.url)
+
+    def stream(self, text: str, voice: str | None = None, emotion: str | None = None,
+               speed: float = 1.0, speaker: str | None = None, seed: int | None = None) -> Iterator[Synthesis]:
+        """Speak `text` with the streaming model, yielding the audio in chunks as they arrive (gRPC only).
+
+        Joined, the chunks are the audio synthesize() returns; the sentences' pauses come as chunks of
+        silence. `timeout_s` limits the wait for each chunk; retries apply until the first one arrives.
+        Leaving the loop early (break, an exception, close()) cancels the request on the server.
+        """
+        if self.protocol != "grpc":
+            raise TTSError("streaming needs the gRPC protocol: make the client with protocol='grpc' "
+                           "(port 8001 by default)")
+        inputs = self._inputs(text, voice, emotion, speed, speaker, seed)
+        call = self._with_retries(lambda: self._transport.open_stream(inputs))
+        try:
+            for result in call:
+                yield _synthesis(result, STREAM_MODEL, self.url)
+        except _Unreachable as exc:  # after the first chunk a retry would repeat what was sent
+            raise TTSConnectionError(f"lost the TTS server at {self.url} in the middle of the audio ({exc})") from None
+        finally:
+            call.close()
+
+    def _inputs(self, text: str, voice: str | None, emotion: str | None, speed: float, speaker: str | None,
+                seed: int | None) -> list:
         for name, value in (("text", text), ("voice", voice), ("emotion", emotion), ("speaker", speaker)):
             if value is not None and not isinstance(value, str):
                 raise TTSError(f"{name} must be a str, got {type(value).__name__}")
@@ -121,15 +156,7 @@ class TTSClient:
         speed_input = module.InferInput("SPEED", [1, 1], "FP32")
         speed_input.set_data_from_numpy(np.array([[speed]], dtype=np.float32))
         inputs.append(speed_input)
-        outputs = [module.InferRequestedOutput("AUDIO"), module.InferRequestedOutput("SAMPLE_RATE")]
-
-        result = self._with_retries(lambda: self._transport.infer(inputs, outputs))
-        audio, sample_rate = result.as_numpy("AUDIO"), result.as_numpy("SAMPLE_RATE")
-        if audio is None or sample_rate is None:
-            raise TTSError(f"model {MODEL!r} at {self.url} did not return AUDIO and SAMPLE_RATE: "
-                           "is this the Sambert TTS server?")
-        # A copy: tritonclient's arrays are read-only views of the response buffer.
-        return Synthesis(audio=np.array(audio[0], dtype=np.float32), sample_rate=int(sample_rate.flat[0]))
+        return inputs
 
     def voices(self) -> dict[str, list[str]]:
         """Voice name -> the emotions it can speak with."""
@@ -182,6 +209,14 @@ class TTSClient:
             "and that the URL and protocol are right") from None
 
 
+def _synthesis(result, model: str, url: str) -> Synthesis:
+    audio, sample_rate = result.as_numpy("AUDIO"), result.as_numpy("SAMPLE_RATE")
+    if audio is None or sample_rate is None:
+        raise TTSError(f"model {model!r} at {url} did not return AUDIO and SAMPLE_RATE: is this the Sambert TTS server?")
+    # A copy: tritonclient's arrays are read-only views of the response buffer.
+    return Synthesis(audio=np.array(audio[0], dtype=np.float32), sample_rate=int(sample_rate.flat[0]))
+
+
 def _bytes_input(module, name: str, value: str):
     tensor = module.InferInput(name, [1, 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[value.encode("utf-8")]], dtype=np.object_))
@@ -192,17 +227,18 @@ class _GrpcTransport:
     module = grpcclient
 
     def __init__(self, url: str, timeout_s: float, max_reconnect_s: float):
-        self._timeout_s = timeout_s
+        self._url, self._timeout_s = url, timeout_s
         self._errors = _TranslatedErrors(url, timeout_s)
         # Passing channel_args replaces all of tritonclient's defaults, so its message size limits are
         # restated. The reconnect backoff is capped so that a server which comes up during our retries
         # is connected to by the channel in time (gRPC's own backoff grows to 2 minutes).
-        self._client = grpcclient.InferenceServerClient(url, channel_args=[
+        self._channel_args = [
             ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
             ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", max(100, int(max_reconnect_s * 1000))),
-        ])
+        ]
+        self._client = grpcclient.InferenceServerClient(url, channel_args=self._channel_args)
 
     def infer(self, inputs, outputs):
         with self._errors:
@@ -216,7 +252,55 @@ class _GrpcTransport:
         with self._errors:
             return self._client.is_model_ready(MODEL, client_timeout=self._timeout_s)
 
+    def open_stream(self, inputs) -> "_GrpcStream":
+        """A request to the streaming model, once its first response has come (a failure to connect raises
+        _Unreachable, so that it is retried)."""
+        return _GrpcStream(grpcclient.InferenceServerClient(self._url, channel_args=self._channel_args),
+                           inputs, self._errors, self._timeout_s)
+
     def close(self) -> None:
+        self._client.close()
+
+
+class _GrpcStream:
+    """One request on its own gRPC bidirectional stream (tritonclient allows one stream per client)."""
+
+    def __init__(self, client: grpcclient.InferenceServerClient, inputs, errors: "_TranslatedErrors", timeout_s: float):
+        self._client, self._errors, self._timeout_s = client, errors, timeout_s
+        self._responses: queue.Queue = queue.Queue()
+        self._done = False
+        try:
+            client.start_stream(callback=lambda result, error: self._responses.put((result, error)))
+            client.async_stream_infer(STREAM_MODEL, inputs, enable_empty_final_response=True)
+            self._first = self._next()
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator:
+        result = self._first
+        while result is not None:
+            if result.as_numpy("AUDIO") is not None:
+                yield result
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                self._done = True
+                return
+            result = self._next()
+
+    def _next(self):
+        try:
+            result, error = self._responses.get(timeout=self._timeout_s)
+        except queue.Empty:
+            raise TTSError(f"no audio from the TTS server within {self._timeout_s:g} s (the timeout applies to "
+                           "each chunk)") from None
+        if error is not None:
+            with self._errors:
+                raise error
+        return result
+
+    def close(self) -> None:
+        """End the stream; a request still running is cancelled on the server."""
+        self._client.stop_stream(cancel_requests=not self._done)
         self._client.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,12 @@ class FrontEnd:
         return self.vocabulary.speakers
 
     def __call__(self, text: str, emotion: str | None = None, speaker: str | None = None) -> list[Sentence]:
+        return list(self.sentences(text, emotion, speaker))
+
+    def sentences(self, text: str, emotion: str | None = None, speaker: str | None = None) -> Iterator[Sentence]:
+        """The sentences of a text, read as they are asked for: the text, its length, the emotion, the speaker
+        and the SSML are checked here, each sentence is made when the iterator reaches it (so a long text's
+        first sentence is ready at once); a text with nothing to read raises when the first is asked for."""
         speaker = self._speaker_symbol(speaker)
         if not text or not text.strip():
             raise FrontEndError("the text is empty: send the Chinese text to read")
@@ -76,21 +83,29 @@ class FrontEnd:
             pieces = parse_ssml(_clean(text), self._emotion_symbol)
         else:
             pieces = [Piece([Span(_clean(text), None)])]
-        sentences: list[Sentence] = []
+        return self._read(pieces, default_emotion, speaker)
+
+    def _read(self, pieces: list[Piece], default_emotion: str, speaker: str) -> Iterator[Sentence]:
+        # A sentence is handed out once the next one is found: a <break> after it may still set its pause.
+        pending: Sentence | None = None
+        found = False
         for piece in pieces:
-            found = self._piece_sentences(piece, default_emotion, speaker)
-            sentences += found
-            if piece.pause_after is not None and sentences:
+            found = False
+            for sentence in self._piece_sentences(piece, default_emotion, speaker):
+                if pending is not None:
+                    yield pending
+                pending, found = sentence, True
+            if piece.pause_after is not None and pending is not None:
                 if found:
-                    sentences[-1].pause_after = piece.pause_after
+                    pending.pause_after = piece.pause_after
                 else:  # nothing readable since the last break: the breaks add up
-                    sentences[-1].pause_after += piece.pause_after
-        if not sentences:
+                    pending.pause_after += piece.pause_after
+        if pending is None:
             raise FrontEndError("the text has nothing to read (only punctuation, symbols or characters "
                                 "without a Mandarin reading): send Chinese text")
         if pieces[-1].pause_after is None and found:
-            sentences[-1].pause_after = 0.0  # nothing follows the last sentence
-        return sentences
+            pending.pause_after = 0.0  # nothing follows the last sentence
+        yield pending
 
     def _speaker_symbol(self, name: str | None) -> str:
         speakers = self.vocabulary.speakers
@@ -110,19 +125,21 @@ class FrontEnd:
             raise FrontEndError(f"unknown emotion {name!r}: use one of {', '.join(self._emotions)}")
         return _EMOTION_PREFIX + key
 
-    def _piece_sentences(self, piece: Piece, default_emotion: str, speaker: str) -> list[Sentence]:
+    def _piece_sentences(self, piece: Piece, default_emotion: str, speaker: str) -> Iterator[Sentence]:
         """Sentences of a piece of text, with the emotion and pinyin overrides of its spans."""
-        chars: list[str] = []
-        emotions: list[str] = []
+        texts: list[str] = []
+        emotions: list[str] = []  # per character of the piece
         overrides: dict[int, tuple[str, int]] = {}
         for span in piece.spans:
             text = span.text if span.pinyin is not None else normalize(span.text)
             if span.pinyin is not None:
-                overrides.update({len(chars) + i: p for i, p in enumerate(span.pinyin)})
-            chars += text
+                overrides.update({len(emotions) + i: p for i, p in enumerate(span.pinyin)})
+            texts.append(text)
             emotions += [span.emotion or default_emotion] * len(text)
-        full = "".join(chars)
-        result = []
+        # One string, not a list of characters: a long text's sentences are read while this generator
+        # lives, and what it holds should be little more than the text.
+        full = "".join(texts)
+        del texts
         start = 0
         for sentence_text in split_sentences(full, self.max_sentence_chars):
             positions, start = _align(sentence_text, full, start)
@@ -135,8 +152,7 @@ class FrontEnd:
             ids = self.vocabulary.encode(tokens)
             if ids.shape != (len(tokens), len(STREAMS)):  # KAN-TTS would silently drop unknown phones
                 raise RuntimeError(f"symbol streams of {sentence_text!r} differ in length: {ids.shape}")
-            result.append(Sentence(sentence_text, [token_string(t) for t in tokens], ids, SENTENCE_PAUSE_S))
-        return result
+            yield Sentence(sentence_text, [token_string(t) for t in tokens], ids, SENTENCE_PAUSE_S)
 
 
 def _align(sentence: str, full: str, start: int) -> tuple[list[int | None], int]:

@@ -1,19 +1,32 @@
-"""Sambert on ONNX Runtime: a batch of id sequences in, one mel per item out (numpy and onnxruntime only).
+"""Sambert on ONNX Runtime or OpenVINO: a batch of id sequences in, one mel per item out (no torch).
 
 Runs the graphs written by export.onnx_acoustic the way models.reference runs the PyTorch model:
 
-    encoder        once for the padded batch
+    encoder        once for the padded batch                                  (predict_durations)
     duration_step  once per phone, all items together; an item leaves the batch after its last phone
     (host)         log-durations -> frames per phone (KAN-TTS rounding) -> length regulation (a gather)
-    decoder_memory once for the padded frames
-    decoder_step   once per decoder step, all items together; an item leaves after its last step
-    postnet        once for the padded batch; each mel is cut to its own frame count
+    decoder_memory once for the padded frames; each item keeps its own memory as a `Decoding` (begin)
+    decoder_step   one step for any set of Decodings, each at its own step              (decode_step)
+    postnet_fsmn   over a range of an item's decoder frames and the context around it  (postnet)
+    postnet_lstm   over that range, from the LSTM state where the previous range ended
 
-Items are ordered longest first for each loop, so the items still running are always a prefix of the
-batch. The decoder's attention is banded: a step sees only the last `band` cached steps and memory
-positions [step, step + band]. So the runtime hands a step only that window of the key/value cache
-and of the memory keys/values (the graph's masks are relative to the window it is given), which keeps
-the cost of a step independent of the sentence length.
+`decode` steps a batch's Decodings together until each has decoded its sentence and runs the postnet
+over each whole sentence (`synthesize` is predict_durations, then decode: the durations are known, and
+can be checked, before any decoding). Streaming synthesis (serving.stream) uses the same pieces: it steps
+the Decodings of many requests together, one step per iteration, with requests joining and leaving
+between steps, and runs the postnet over ranges of frames as soon as the decoder has passed their
+context; the result is the same mel.
+
+The decoder's attention is banded: step s sees only the last `band` cached steps and memory positions
+[s, s + band]. So a Decoding keeps only that window of the key/value cache, and a step hands the graph
+only the memory keys/values of that window (the graph's masks are relative to the window it is given),
+which keeps the cost of a step independent of the sentence length. Items of a step may be at different
+steps and have different bands: each one's cache is right-aligned in the batch's cache and its visible
+part given as its x band, each one's memory window placed so that the batch's step index lands on its own.
+
+Each graph runs on the backend that RuntimeOptions.backends names for it (ONNX Runtime by default):
+the decoder step is called once per step, so a backend's per-call overhead matters as much as its
+kernels (deploy/targets/cpu.yaml, measured by `python -m bench.acoustic_backends`).
 """
 
 from __future__ import annotations
@@ -30,12 +43,14 @@ from serving.contract import (
     DECODER_STEP,
     DURATION_STEP,
     ENCODER,
+    META_CONTEXT,
     META_MAX_LEN,
     META_OUTPUTS_PER_STEP,
     META_VOCABULARY_SIZES,
-    POSTNET,
+    POSTNET_FSMN,
+    POSTNET_LSTM,
 )
-from serving.runtime.sessions import create_session, session_options
+from serving.runtime.sessions import ONNXRUNTIME, RuntimeOptions, open_graph
 from serving.symbols import STREAMS
 
 ID_COLUMNS = len(STREAMS)  # sy, tone, syllable_flag, word_segment, emotion, speaker
@@ -106,35 +121,66 @@ class Durations:
                          [self.frames_per_phone[i] for i in items], self.bands[items])
 
 
+@dataclass(eq=False)
+class Decoding:
+    """One sentence on its way through the decoder (AcousticRuntime.begin, then decode_step per step)."""
+
+    frames: int  # the sentence's mel frame count
+    band: int  # its x and h attention band, in decoder steps
+    memory: np.ndarray  # [steps, d_memory]
+    memory_keys: np.ndarray  # [layers, heads, steps, d_head]
+    memory_values: np.ndarray
+    x_keys: np.ndarray  # [layers, heads, cached, d_head]: the last min(step, band) steps
+    x_values: np.ndarray
+    previous: np.ndarray  # [num_mels]: the last frame of the previous step (zeros before the first)
+    output: np.ndarray  # [steps * r, num_mels] decoder frames, written step by step
+    outputs_per_step: int  # r
+    step: int = 0
+
+    @property
+    def steps(self) -> int:
+        return len(self.memory)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.steps
+
+    @property
+    def decoded(self) -> int:
+        """How many of the sentence's frames the decoder has made so far."""
+        return min(self.frames, self.step * self.outputs_per_step)
+
+
 class AcousticRuntime:
     """The acoustic graphs of one voice (DIR/<voice>/ of an export)."""
 
-    def __init__(self, voice_dir: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
+    def __init__(self, voice_dir: str | Path, options: RuntimeOptions = RuntimeOptions()):
         voice_dir = Path(voice_dir)
         missing = [name for name in ACOUSTIC_GRAPHS if not (voice_dir / name).is_file()]
         if missing:
             raise AcousticModelError(
                 f"{voice_dir} lacks {', '.join(missing)}: export the model again (python -m export MODEL_DIR --out DIR)"
             )
-        options = session_options(intra_op_threads)
-        providers = providers or ["CPUExecutionProvider"]
-        self.sessions = {
-            name: create_session(voice_dir / name, options, providers) for name in ACOUSTIC_GRAPHS
-        }
+        self.graphs = {name: open_graph(voice_dir / name, options.backends.get(name, ONNXRUNTIME), options)
+                       for name in ACOUSTIC_GRAPHS}
         encoder_meta = self._metadata(voice_dir, ENCODER, (META_MAX_LEN, META_VOCABULARY_SIZES))
         self.max_len = int(encoder_meta[META_MAX_LEN])
         sizes = json.loads(encoder_meta[META_VOCABULARY_SIZES])
         self.vocabulary_sizes = np.array([sizes[stream] for stream in STREAMS])  # in id column order
         self.r = int(self._metadata(voice_dir, DECODER_STEP, (META_OUTPUTS_PER_STEP,))[META_OUTPUTS_PER_STEP])
+        # (earlier, later) decoder frames that one mel frame's FSMN features depend on
+        self.postnet_context = tuple(json.loads(self._metadata(voice_dir, POSTNET_FSMN, (META_CONTEXT,))[META_CONTEXT]))
         # Everything else is in the graphs' fixed input dimensions.
         state = self._input_shape(DURATION_STEP, "h")  # [layers, batch, units]
         self.duration_state_shape = (state[0], state[2])
         cache = self._input_shape(DECODER_STEP, "x_keys")  # [layers, batch, heads, cache, d_head]
         self.decoder_layers, self.decoder_heads, self.decoder_head_dim = cache[0], cache[2], cache[4]
         self.num_mels = self._input_shape(DECODER_STEP, "previous_frame")[1]
+        self.d_memory = self._input_shape(DECODER_STEP, "memory_step")[1]
+        self.postnet_units = self._input_shape(POSTNET_LSTM, "h")[2]
 
     def _metadata(self, voice_dir: Path, graph: str, keys: tuple[str, ...]) -> dict[str, str]:
-        props = self.sessions[graph].get_modelmeta().custom_metadata_map
+        props = self.graphs[graph].metadata
         missing = [key for key in keys if key not in props]
         if missing:
             raise AcousticModelError(
@@ -144,14 +190,14 @@ class AcousticRuntime:
         return props
 
     def _input_shape(self, graph: str, name: str) -> list:
-        return next(i.shape for i in self.sessions[graph].get_inputs() if i.name == name)
+        return self.graphs[graph].input_shapes[name]
 
     def _run(self, graph: str, **feeds: np.ndarray) -> list[np.ndarray]:
         # A personal voice's encoder has no speaker input (its speaker embedding is in the graph).
-        names = {i.name for i in self.sessions[graph].get_inputs()}
-        return self.sessions[graph].run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
+        names = self.graphs[graph].input_shapes
+        return self.graphs[graph].run({k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
 
-    # -- the public calls --------------------------------------------------------------------
+    # -- the public calls ----------------------------------------------------------------------
 
     def synthesize(self, ids: list[np.ndarray], duration_scales: list[float]) -> list[np.ndarray]:
         """ids: int64 [T_i, 6] per item (columns as serving.symbols.STREAMS), duration_scales: one
@@ -184,20 +230,115 @@ class AcousticRuntime:
 
     def decode(self, durations: Durations) -> list[np.ndarray]:
         """The decoder and the postnet for items whose durations are known: each item's mel [frames_i, num_mels]."""
+        decodings = self.begin(durations)
+        running = [d for d in decodings if not d.done]
+        while running:
+            self.decode_step(running)
+            running = [d for d in running if not d.done]
+        return [self.postnet(d, self.initial_postnet_state(), 0, d.frames)[0] for d in decodings]
+
+    def begin(self, durations: Durations) -> list[Decoding]:
+        """The decoder memory of items whose durations are known: each one's Decoding, at its first step."""
         frame_counts = durations.frame_counts
-        if not frame_counts or max(frame_counts) == 0:
-            return [np.zeros((0, self.num_mels), dtype=np.float32) for _ in frame_counts]
-        phone, positions, valid, frame_lengths = regulate_lengths(durations.frames_per_phone, self.r)
-        memory, memory_keys, memory_values = self._run(
-            DECODER_MEMORY,
-            lr_text=_gather_frames(durations.text_aug, phone, valid),
-            lr_speaker=_gather_frames(durations.speaker_hid, phone, valid),
-            lr_emotion=_gather_frames(durations.emotion_hid, phone, valid),
-            frame_positions=positions,
+        steps = [-(-count // self.r) for count in frame_counts]
+        if frame_counts and max(frame_counts) > 0:
+            phone, positions, valid, _ = regulate_lengths(durations.frames_per_phone, self.r)
+            memory, memory_keys, memory_values = self._run(
+                DECODER_MEMORY,
+                lr_text=_gather_frames(durations.text_aug, phone, valid),
+                lr_speaker=_gather_frames(durations.speaker_hid, phone, valid),
+                lr_emotion=_gather_frames(durations.emotion_hid, phone, valid),
+                frame_positions=positions,
+            )
+        else:  # no items, or every duration rounded to 0 frames: nothing to decode
+            memory = np.zeros((len(frame_counts), 0, self.d_memory), dtype=np.float32)
+            memory_keys = memory_values = np.zeros(
+                (self.decoder_layers, len(frame_counts), self.decoder_heads, 0, self.decoder_head_dim), dtype=np.float32)
+        empty_cache = np.zeros((self.decoder_layers, self.decoder_heads, 0, self.decoder_head_dim), dtype=np.float32)
+        return [
+            Decoding(
+                frames=frame_counts[b],
+                band=int(durations.bands[b]),
+                memory=memory[b, : steps[b]].copy(),
+                memory_keys=np.ascontiguousarray(memory_keys[:, b, :, : steps[b]]),
+                memory_values=np.ascontiguousarray(memory_values[:, b, :, : steps[b]]),
+                x_keys=empty_cache,
+                x_values=empty_cache,
+                previous=np.zeros(self.num_mels, dtype=np.float32),
+                output=np.zeros((steps[b] * self.r, self.num_mels), dtype=np.float32),
+                outputs_per_step=self.r,
+            )
+            for b in range(len(frame_counts))
+        ]
+
+    def decode_step(self, items: list[Decoding]) -> None:
+        """One decoder step (r frames) for each item, each at its own step; none may be done."""
+        count = len(items)
+        cached = [min(d.step, d.band) for d in items]
+        cache = max(cached)
+        # The window of memory positions a step may see: its own (at the cache length, the graph's step
+        # index) and the widest band after it.
+        window = cache + max(d.band for d in items) + 1
+        shape = (self.decoder_layers, count, self.decoder_heads)
+        x_keys = np.zeros((*shape, cache, self.decoder_head_dim), dtype=np.float32)
+        x_values = np.zeros_like(x_keys)
+        memory_keys = np.zeros((*shape, window, self.decoder_head_dim), dtype=np.float32)
+        memory_values = np.zeros_like(memory_keys)
+        memory_lengths = np.empty(count, dtype=np.int64)
+        for i, d in enumerate(items):
+            x_keys[:, i, :, cache - cached[i]:] = d.x_keys
+            x_values[:, i, :, cache - cached[i]:] = d.x_values
+            start = d.step - cache  # the memory position at window position 0 (may be before the first)
+            lo, hi = max(0, start), min(d.steps, start + window)
+            memory_keys[:, i, :, lo - start : hi - start] = d.memory_keys[:, :, lo:hi]
+            memory_values[:, i, :, lo - start : hi - start] = d.memory_values[:, :, lo:hi]
+            memory_lengths[i] = d.steps - start
+        out, keys_out, values_out = self._run(
+            DECODER_STEP,
+            previous_frame=np.stack([d.previous for d in items]),
+            memory_step=np.stack([d.memory[d.step] for d in items]),
+            x_keys=x_keys,
+            x_values=x_values,
+            memory_keys=memory_keys,
+            memory_values=memory_values,
+            x_band=np.array(cached, dtype=np.int64),  # what each item's own band lets it see of the cache
+            h_band=np.array([d.band for d in items], dtype=np.int64),
+            memory_lengths=memory_lengths,
         )
-        decoder_frames = self._decode(memory, memory_keys, memory_values, -(-frame_lengths // self.r), durations.bands)
-        (mel,) = self._run(POSTNET, decoder_frames=decoder_frames, frame_lengths=frame_lengths)
-        return [mel[b, : frame_lengths[b]].copy() for b in range(len(frame_counts))]
+        for i, d in enumerate(items):
+            d.output[d.step * self.r : (d.step + 1) * self.r] = out[i].reshape(self.r, self.num_mels)
+            d.previous = out[i, -self.num_mels :]
+            # The next step sees the last `band` steps.
+            first = cache + 1 - min(d.step + 1, d.band)
+            d.x_keys = keys_out[:, i, :, first:].copy()
+            d.x_values = values_out[:, i, :, first:].copy()
+            d.step += 1
+
+    def initial_postnet_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The postnet LSTM's state (h, c) before a sentence's first frame."""
+        zeros = np.zeros((1, 1, self.postnet_units), dtype=np.float32)
+        return zeros, zeros
+
+    def postnet(self, decoding: Decoding, state: tuple[np.ndarray, np.ndarray], start: int, end: int
+                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Mel frames start..end of a sentence [end - start, num_mels] and the LSTM state after them.
+
+        `state` is the LSTM state after frame start - 1 (initial_postnet_state() at 0). The decoder
+        must have made the frames up to min(frames, end + later context): the FSMN part runs over the
+        range and the context on both sides, cut where the sentence is, so each frame sees what it
+        sees when the postnet runs over the whole sentence at once.
+        """
+        if end <= start:
+            return np.zeros((0, self.num_mels), dtype=np.float32), state
+        earlier, later = self.postnet_context
+        lo, hi = max(0, start - earlier), min(decoding.frames, end + later)
+        if decoding.decoded < hi:
+            raise ValueError(f"postnet frames {start}..{end} need decoder frames to {hi}, only {decoding.decoded} made")
+        frames = decoding.output[None, lo:hi]
+        (features,) = self._run(POSTNET_FSMN, decoder_frames=frames, frame_lengths=np.array([hi - lo], dtype=np.int64))
+        mel, h, c = self._run(POSTNET_LSTM, features=features[:, start - lo : end - lo],
+                              decoder_frames=frames[:, start - lo : end - lo], h=state[0], c=state[1])
+        return mel[0], (h, c)
 
     def _checked_ids(self, index: int, item: np.ndarray) -> np.ndarray:
         item = np.asarray(item)
@@ -228,7 +369,7 @@ class AcousticRuntime:
             raise AcousticInputError("every duration scale must be a positive, finite number")
         return scales
 
-    # -- the two loops -------------------------------------------------------------------------
+    # -- the duration loop ---------------------------------------------------------------------
 
     def _predict_log_durations(self, duration_cond: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """The duration predictor over phones: log(1 + frames) [B,T], 0 past each item's phones."""
@@ -250,51 +391,3 @@ class AcousticRuntime:
         result = np.zeros_like(log_durations)
         result[order] = log_durations
         return result
-
-    def _decode(
-        self,
-        memory: np.ndarray,
-        memory_keys: np.ndarray,
-        memory_values: np.ndarray,
-        steps: np.ndarray,
-        bands: np.ndarray,
-    ) -> np.ndarray:
-        """The PNCA decoder over steps: decoder frames [B, max steps * r, num_mels].
-
-        steps [B]: each item's decoder steps (its memory length), bands [B]: its x and h band width.
-        """
-        order = np.argsort(-steps, kind="stable")  # longest first: running items are a prefix
-        memory, steps, bands = memory[order], steps[order], bands[order]
-        memory_keys, memory_values = memory_keys[:, order], memory_values[:, order]
-        batch, total_steps = memory.shape[:2]
-        frames = np.zeros((batch, total_steps, self.r * self.num_mels), dtype=np.float32)
-        shape = (self.decoder_layers, batch, self.decoder_heads, 0, self.decoder_head_dim)
-        x_keys, x_values = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
-        previous = np.zeros((batch, self.num_mels), dtype=np.float32)
-        for s in range(int(steps.max())):
-            n = int((steps > s).sum())
-            widest = int(bands[:n].max())
-            # The window starts where the cache starts, so the graph's step index (the cache length)
-            # lands on memory position s; it ends at the widest band's last memory position.
-            start = s - x_keys.shape[3]
-            end = min(total_steps, s + widest + 1)
-            out, x_keys, x_values = self._run(
-                DECODER_STEP,
-                previous_frame=previous[:n],
-                memory_step=memory[:n, s],
-                x_keys=x_keys[:, :n],
-                x_values=x_values[:, :n],
-                memory_keys=memory_keys[:, :n, :, start:end],
-                memory_values=memory_values[:, :n, :, start:end],
-                x_band=bands[:n],
-                h_band=bands[:n],
-                memory_lengths=steps[:n] - start,
-            )
-            frames[:n, s] = out
-            previous = out[:, -self.num_mels :]
-            # Step s+1 sees steps s+1-band .. s+1, so it needs the last `band` cached steps.
-            keep = max(0, x_keys.shape[3] - widest)
-            x_keys, x_values = x_keys[:, :, :, keep:], x_values[:, :, :, keep:]
-        result = np.zeros_like(frames)
-        result[order] = frames
-        return result.reshape(batch, total_steps * self.r, self.num_mels)

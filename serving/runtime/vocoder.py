@@ -1,9 +1,18 @@
-"""HiFi-GAN on ONNX Runtime: a list of mels in, a list of waveforms out, each of its own length.
+"""HiFi-GAN on OpenVINO's CPU plugin, in FP32 or BF16: a list of mels in, a list of waveforms out.
 
-The items run one at a time. On CPU a batch is no faster per second of audio than a single item
-(results/precision.md), while padding a batch to its longest item costs compute for the padding and
-changes a non-causal vocoder's last frames of every shorter item. One at a time, a request's audio is
-the same whatever it was batched with.
+The items run one at a time, each at its own length (or its bucket's, below), so an item's audio is
+the same whatever it was batched with, bit for bit: in BF16 a padded batch would not give that
+(oneDNN sums in another order for another length, and BF16 rounding between layers makes that
+audible, results/precision.md), and on CPU a batch is no faster per second of audio anyway.
+
+Buckets: OpenVINO prepares its kernels per input shape, and the first call at a new length costs
+about half as much again as the call itself. A causal vocoder (right context 0) therefore runs each
+mel zero-padded to a multiple of `bucket_frames` and cuts the audio back to frames x hop: exact, since
+no sample depends on later frames, and a server sees a few dozen shapes instead of one per length. A
+non-causal vocoder runs at the exact length (its last frames would see the padding).
+
+An NSF vocoder also takes each mel's source (SOURCE [harmonics + 1, frames x hop], made on the host by
+serving.runtime.nsf.vocoder_input), padded like its mel.
 """
 
 from __future__ import annotations
@@ -12,8 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.contract import META_HOP, META_N_MELS, META_SOURCE_CHANNELS, SOURCE, VOCODER_MEL
-from serving.runtime.sessions import CPU, create_session, session_options
+from serving.contract import (
+    BF16,
+    FP32,
+    META_HOP,
+    META_N_MELS,
+    META_RIGHT_CONTEXT,
+    META_SOURCE_CHANNELS,
+    SOURCE,
+    VOCODER_MEL,
+)
+from serving.runtime.sessions import OV_BF16, OV_FP32, OpenVinoGraph
+
+PRECISIONS = {FP32: OV_FP32, BF16: OV_BF16}
 
 
 class VocoderInputError(ValueError):
@@ -50,29 +70,50 @@ def checked_sources(mels: list[np.ndarray], sources: list[np.ndarray] | None, ch
     return list(sources)
 
 
+def bucket_length(frames: int, bucket_frames: int) -> int:
+    """`frames` rounded up to a multiple of `bucket_frames`."""
+    return -(-frames // bucket_frames) * bucket_frames
+
+
+def vocoder_metadata(path: str | Path, metadata: dict[str, str]) -> tuple[int, int, int, int]:
+    """(hop length, mel bins, right context frames, source channels) from a vocoder graph's metadata."""
+    keys = (META_HOP, META_N_MELS, META_RIGHT_CONTEXT, META_SOURCE_CHANNELS)
+    missing = [key for key in keys if key not in metadata]
+    if missing:
+        raise VocoderModelError(
+            f"{path} lacks the metadata {', '.join(missing)}: export it again (python -m export MODEL_DIR --out DIR)"
+        )
+    return tuple(int(metadata[key]) for key in keys)
+
+
 class VocoderRuntime:
-    def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
-        self.session = create_session(onnx_path, session_options(intra_op_threads), providers or [CPU])
-        props = self.session.get_modelmeta().custom_metadata_map
-        missing = [key for key in (META_HOP, META_N_MELS, META_SOURCE_CHANNELS) if key not in props]
-        if missing:
-            raise VocoderModelError(
-                f"{onnx_path} lacks the metadata {', '.join(missing)}: export it again with python -m export.onnx_vocoder"
-            )
-        self.hop_length = int(props[META_HOP])
-        self.n_mels = int(props[META_N_MELS])
-        self.source_channels = int(props[META_SOURCE_CHANNELS])
+    def __init__(self, onnx_path: str | Path, precision: str = FP32, threads: int | None = None,
+                 bucket_frames: int = 1):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown vocoder precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if bucket_frames < 1:
+            raise ValueError(f"bucket_frames must be at least 1, not {bucket_frames}")
+        self.graph = OpenVinoGraph(onnx_path, threads, PRECISIONS[precision])
+        self.hop_length, self.n_mels, right_context, self.source_channels = vocoder_metadata(onnx_path,
+                                                                                            self.graph.metadata)
+        self.bucket_frames = bucket_frames if right_context == 0 else 1
+        self.precision = BF16 if self.graph.precision == OV_BF16 else FP32  # what the CPU really runs
 
     def vocode(self, mels: list[np.ndarray], sources: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """mels: float32 [frames_i, n_mels] each (an NSF vocoder: and sources [channels, frames_i * hop] each)
         -> float32 audio [frames_i * hop_length] each."""
+        mels = [checked_mel(i, mel, self.n_mels) for i, mel in enumerate(mels)]
         sources = checked_sources(mels, sources, self.source_channels, self.hop_length)
-        return [self._forward(checked_mel(i, mel, self.n_mels), source)
-                for i, (mel, source) in enumerate(zip(mels, sources))]
+        return [self._forward(mel, source) for mel, source in zip(mels, sources)]
 
     def _forward(self, mel: np.ndarray, source: np.ndarray | None) -> np.ndarray:
-        feeds = {VOCODER_MEL.name: np.ascontiguousarray(mel.T[None])}
+        frames = len(mel)
+        length = bucket_length(frames, self.bucket_frames)
+        padded = np.zeros((1, self.n_mels, length), dtype=np.float32)
+        padded[0, :, :frames] = mel.T
+        feeds = {VOCODER_MEL.name: padded}
         if source is not None:
-            feeds[SOURCE.name] = np.ascontiguousarray(source[None], dtype=np.float32)
-        (audio,) = self.session.run(None, feeds)
-        return audio[0, 0]
+            feeds[SOURCE.name] = np.zeros((1, self.source_channels, length * self.hop_length), dtype=np.float32)
+            feeds[SOURCE.name][0, :, : source.shape[1]] = source
+        (audio,) = self.graph.run(feeds)
+        return audio[0, 0, : frames * self.hop_length]

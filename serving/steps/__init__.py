@@ -28,6 +28,14 @@ class RequestError(ValueError):
     """A user mistake; its message goes back to that client alone as INVALID_ARG (HTTP 400)."""
 
 
+class ServerBusyError(RuntimeError):
+    """The server is at a capacity limit; the message goes back as UNAVAILABLE (the request may be sent again)."""
+
+
+class ModelFailedError(RuntimeError):
+    """A model the request calls failed; its message (Triton's own words, no internals) goes back as INTERNAL."""
+
+
 class Step(Protocol):
     model: Model
 

@@ -30,8 +30,7 @@ class AcousticStep:
         self.audio = config.audio
         self.sizes = config.sizes()
         self.max_frames = max_frames or max_sentence_frames(config.audio.sample_rate, config.audio.hop_length)
-        self.runtimes = [AcousticRuntime(Path(voices_dir) / name, list(options.providers), options.intra_op_threads)
-                         for name in config.voice_names()]
+        self.runtimes = [AcousticRuntime(Path(voices_dir) / name, options) for name in config.voice_names()]
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
         results: list[Tensors | RequestError | None] = [None] * len(requests)

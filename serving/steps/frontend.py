@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,9 +29,9 @@ from serving.contract import (
     VOICE_INDEX,
     ExportConfig,
 )
-from serving.frontend import FrontEnd, FrontEndError
+from serving.frontend import FrontEnd, FrontEndError, Sentence
 from serving.frontend.pipeline import DEFAULT_EMOTION
-from serving.limits import MAX_AUDIO_S, MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, SPEED_RANGE
+from serving.limits import MAX_AUDIO_S, MAX_BATCH_SIZE, MAX_SENTENCE_CHARS, MAX_TEXT_CHARS, SPEED_RANGE
 from serving.runtime.nsf import MAX_SEED, sentence_seed
 from serving.steps import RequestError, Tensors
 
@@ -55,15 +57,31 @@ def decode_utf8(value, name: str) -> str | None:
         raise RequestError(f"{name} is not valid UTF-8 (byte {e.start}): send UTF-8 encoded text") from None
 
 
+@dataclass
+class Reading:
+    """A request checked and read: its voice, how its durations scale, the seed of its NSF noise, and its
+    sentences as they are reached."""
+
+    voice_index: int
+    duration_scale: float
+    seed: int
+    sentences: Iterator[Sentence]
+
+    def noise_seed(self, sentence: int) -> int:
+        """The NOISE_SEED of the request's sentence at this position."""
+        return sentence_seed(self.seed, sentence)
+
+
 class FrontendStep:
     model = FRONTEND
 
-    def __init__(self, config: ExportConfig, noise_seed: int | None = None):
+    def __init__(self, config: ExportConfig, max_text_chars: int = MAX_TEXT_CHARS, noise_seed: int | None = None):
         """noise_seed: the deployment's seed for requests without SEED (None: a fresh one per request)."""
         self.config = config
         self.noise_seed = noise_seed
         self.voice_names = config.voice_names()
-        self.frontends = {name: FrontEnd(config.voices[name].vocabulary(), max_sentence_chars=MAX_SENTENCE_CHARS)
+        self.frontends = {name: FrontEnd(config.voices[name].vocabulary(), max_sentence_chars=MAX_SENTENCE_CHARS,
+                                         max_text_chars=max_text_chars)
                           for name in self.voice_names}
 
     def catalog(self) -> dict:
@@ -85,7 +103,8 @@ class FrontendStep:
                 results.append(e)
         return results
 
-    def sentence_rows(self, request: Tensors) -> Tensors:
+    def read(self, request: Tensors) -> Reading:
+        """Check a request's inputs (RequestError for a mistake) and read its text lazily (FrontEnd.sentences)."""
         text = decode_utf8(scalar(request, TEXT.name), TEXT.name)
         if text is None:
             raise RequestError("the TEXT input is missing: send the text to read as TEXT (BYTES, shape [1, 1])")
@@ -100,9 +119,14 @@ class FrontendStep:
             raise RequestError(f"SPEED {speed} is out of range: use {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (1.0 is normal)")
         seed = self.request_seed(scalar(request, SEED.name))
         try:
-            sentences = self.frontends[voice](text, emotion, speaker)
+            sentences = self.frontends[voice].sentences(text, emotion, speaker)
         except FrontEndError as e:
             raise RequestError(str(e)) from None
+        return Reading(self.voice_names.index(voice), 1.0 / speed, seed, _user_errors(sentences))
+
+    def sentence_rows(self, request: Tensors) -> Tensors:
+        reading = self.read(request)
+        sentences = list(reading.sentences)
         if len(sentences) > MAX_BATCH_SIZE:
             raise RequestError(f"TEXT has {len(sentences)} sentences, at most {MAX_BATCH_SIZE} fit one request: "
                                "split it into several requests")
@@ -121,10 +145,10 @@ class FrontendStep:
         return {
             IDS.name: ids,
             TOKENS.name: column([len(s.ids) for s in sentences], np.int32),
-            VOICE_INDEX.name: column([self.voice_names.index(voice)] * count, np.int32),
-            DURATION_SCALE.name: column([1.0 / speed] * count, np.float32),
+            VOICE_INDEX.name: column([reading.voice_index] * count, np.int32),
+            DURATION_SCALE.name: column([reading.duration_scale] * count, np.float32),
             PAUSE.name: column([s.pause_after for s in sentences], np.float32),
-            NOISE_SEED.name: column([sentence_seed(seed, s) for s in range(count)], np.int64),
+            NOISE_SEED.name: column([reading.noise_seed(s) for s in range(count)], np.int64),
         }
 
     def request_seed(self, value) -> int:
@@ -134,3 +158,11 @@ class FrontendStep:
         if not (isinstance(value, np.integer) and 0 <= value <= MAX_SEED):
             raise RequestError(f"SEED must be a whole number from 0 to {MAX_SEED} (INT64), got {value!r}")
         return int(value)
+
+
+def _user_errors(sentences: Iterator[Sentence]) -> Iterator[Sentence]:
+    """The front end's sentences, its mistakes found on the way (nothing to read) as RequestError."""
+    try:
+        yield from sentences
+    except FrontEndError as e:
+        raise RequestError(str(e)) from None

@@ -9,13 +9,18 @@ from serving.limits import MAX_AUDIO_S
 from serving.steps import RequestError, Tensors, checked
 
 
+def pause_samples(pause_s: float, sample_rate: int) -> int:
+    """How many samples of silence a pause between sentences is; the pause as the PAUSE tensor carries it (float32)."""
+    return round(float(np.float32(pause_s)) * sample_rate)
+
+
 def join_sentences(wav: np.ndarray, frames: np.ndarray, pause: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
     """wav [S, 1, L], frames [S, 1], pause [S, 1] seconds -> float32 [1, N] (no pause after the last)."""
     pieces = []
     for s in range(len(frames)):
         pieces.append(wav[s, 0, : int(frames[s, 0]) * hop])
         if s + 1 < len(frames):
-            pieces.append(np.zeros(int(round(float(pause[s, 0]) * sample_rate)), dtype=np.float32))
+            pieces.append(np.zeros(pause_samples(pause[s, 0], sample_rate), dtype=np.float32))
     return np.concatenate(pieces).astype(np.float32, copy=False)[None, :]
 
 

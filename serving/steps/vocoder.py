@@ -1,9 +1,9 @@
 """Vocoder step: every sentence's mel in the dynamic batch through HiFi-GAN, grouped by voice.
 
-On CPU the step runs each voice's vocoder file itself (FP32 on ONNX Runtime, or BF16 on torch); on a GPU
-host it hands padded batches to the TensorRT engine model. Either way it returns WAV [S, 1, F * hop]
-per request and the join step trims each row to its own length. An NSF voice's rows first become the
-vocoder's mel and source (serving.runtime.nsf.vocoder_input), with the noise of the row's NOISE_SEED.
+On CPU the step runs each voice's vocoder.onnx itself on OpenVINO (FP32 or BF16); on a GPU host it hands
+bucketed batches to the TensorRT engine model. Either way it returns WAV [S, 1, F * hop] per request and
+the join step trims each row to its own length. An NSF voice's rows first become the vocoder's mel and
+source (serving.runtime.nsf.vocoder_input), with the noise of the row's NOISE_SEED.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import numpy as np
 
 from serving.contract import (
     BF16,
-    CPU_VOCODER_FILES,
     FP32,
     FRAMES,
     MEL,
     NOISE_SEED,
     TENSORRT,
     VOCODER,
+    VOCODER_ONNX,
     VOICE_INDEX,
     WAV,
     ExportConfig,
@@ -42,8 +42,9 @@ class VocoderStep:
     model = VOCODER
 
     def __init__(self, config: ExportConfig, voices_dir: Path, options: RuntimeOptions = RuntimeOptions(),
-                 runtime: str = FP32, engine: EngineCall | None = None):
-        """voices_dir holds a folder per voice with its vocoder file (CPU); `engine` is the engine model (GPU)."""
+                 runtime: str = FP32, engine: EngineCall | None = None, bucket_frames: int = 1):
+        """voices_dir holds a folder per voice with its vocoder.onnx (CPU); `engine` is the engine model (GPU);
+        each mel is padded to a multiple of `bucket_frames` where that is exact (serving.runtime.vocoder)."""
         self.hop = config.audio.hop_length
         self.sizes = config.sizes()
         voices = config.voice_names()
@@ -54,19 +55,11 @@ class VocoderStep:
             if engine is None:
                 raise VocoderConfigurationError("the tensorrt vocoder runtime needs the engine model to call")
             # The GPU repository serves one engine, built from a vocoder every voice shares.
-            self.runtimes = [EngineVocoder(engine, self.hop, config.audio.n_mels, self.sizes["source_channels"])] * len(voices)
-        elif runtime == BF16:
-            if config.nsf:
-                raise VocoderConfigurationError("the bf16 vocoder runtime takes no NSF source: serve NSF voices in fp32")
-            from serving.runtime.vocoder_torch import (
-                TorchVocoderRuntime,  # torch: only where BF16 is chosen
-            )
-
-            self.runtimes = [TorchVocoderRuntime(Path(voices_dir) / name / CPU_VOCODER_FILES[BF16],
-                                                 options.intra_op_threads) for name in voices]
+            self.runtimes = [EngineVocoder(engine, self.hop, config.audio.n_mels, bucket_frames,
+                                           self.sizes["source_channels"])] * len(voices)
         else:
-            self.runtimes = [VocoderRuntime(Path(voices_dir) / name / CPU_VOCODER_FILES[FP32], list(options.providers),
-                                            options.intra_op_threads) for name in voices]
+            self.runtimes = [VocoderRuntime(Path(voices_dir) / name / VOCODER_ONNX, runtime, options.intra_op_threads,
+                                            bucket_frames) for name in voices]
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
         results: list[Tensors | RequestError | None] = [None] * len(requests)

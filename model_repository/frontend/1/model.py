@@ -9,7 +9,7 @@ from serving.steps.frontend import FrontendStep
 class TritonPythonModel:
     def initialize(self, args):
         model = adapter.ModelArgs(args)
-        self.step = FrontendStep(model.export_config, model.noise_seed())
+        self.step = FrontendStep(model.export_config, noise_seed=model.noise_seed())
 
     def execute(self, requests):
         return adapter.execute(pb_utils, self.step, requests)
