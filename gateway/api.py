@@ -16,19 +16,19 @@ from gateway.audio import AudioFormat
 from gateway.errors import ApiError
 from gateway.speech import SpeakRequest, audio_format, parse_body, resolve
 from gateway.synthesis import AudioStream, EncodedAudio
-from gateway.triton import Speech
+from gateway.triton import STREAM_MODEL, Speech
 
 router = APIRouter()
 
 
-async def read_request(request: Request) -> tuple[Speech, AudioFormat]:
-    """The checked request and its audio format."""
+async def read_request(request: Request, max_text_chars: int | None = None) -> tuple[Speech, AudioFormat]:
+    """The checked request and its audio format (the text at most max_text_chars, else the setting's)."""
     gateway = state.of(request)
     body = parse_body(await request.body(), SpeakRequest)
     fmt = audio_format(body.format)  # before the catalogue: a wrong format needs no Triton to say so
     catalogue = await gateway.triton.catalogue()
     return resolve(catalogue, body.text, body.voice, body.emotion, body.speed, gateway.settings,
-                   speaker=body.speaker, seed=body.seed), fmt
+                   speaker=body.speaker, seed=body.seed, max_text_chars=max_text_chars), fmt
 
 
 def audio_headers(fmt: AudioFormat, sample_rate: int, duration_s: float | None = None) -> dict[str, str]:
@@ -58,10 +58,16 @@ async def speak(request: Request) -> Response:
     return audio_response(encoded)
 
 
-@router.post("/api/tts/stream")
+STREAM_PATH = "/api/tts/stream"  # its body may be larger (Settings.max_stream_body_bytes)
+
+
+@router.post(STREAM_PATH)
 async def speak_streamed(request: Request) -> Response:
     gateway = state.of(request)
-    speech, fmt = await read_request(request)
+    # The streaming model reads a long text as it goes; without it the stream is cut from one `tts` result.
+    streamed = await gateway.triton.model_ready(STREAM_MODEL)
+    settings = gateway.settings
+    speech, fmt = await read_request(request, settings.max_stream_text_chars if streamed else settings.max_text_chars)
     counter = gateway.metrics.audio_seconds.labels(request.url.path)
     stream = await synthesis.open_stream(gateway.triton, speech, fmt, gateway.settings.stream_chunk_s, counter.inc)
     return stream_response(stream)

@@ -61,7 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
         return error_response(500, "the gateway failed on this request; see its log")
 
     # Outermost last: metrics see every answer; CORS answers preflights and labels errors before the guards run.
-    app.add_middleware(BodySizeMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodySizeMiddleware, limit=settings.max_body_bytes,
+                       limits={api.STREAM_PATH: settings.max_stream_body_bytes})
     app.add_middleware(ClientConcurrencyMiddleware, limit=settings.max_requests_per_client,
                        by_key=bool(settings.api_keys))
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)

@@ -30,6 +30,7 @@ async def voices(request: Request) -> JSONResponse:
                    for name, v in catalogue.voices.items()},
         "speed": {"min": SPEED_RANGE[0], "max": SPEED_RANGE[1], "default": 1.0},
         "max_text_chars": gateway.settings.max_text_chars,
+        "max_stream_text_chars": gateway.settings.max_stream_text_chars,
         "formats": list(FORMATS),
         "streaming_model": await gateway.triton.model_ready(STREAM_MODEL),
     })

@@ -17,8 +17,9 @@ from serving.contract import (
     TTS,
     VOICE,
 )
-from serving.limits import MAX_TEXT_CHARS, SPEED_RANGE
+from serving.limits import MAX_STREAM_TEXT_CHARS, MAX_TEXT_CHARS, SPEED_RANGE
 from serving.runtime.nsf import MAX_SEED
 
 __all__ = ["Ports", "free_port", "AUDIO", "CATALOGUE_MODEL", "CATALOGUE_PARAMETER", "EMOTION", "SAMPLE_RATE",
-           "SEED", "SPEAKER", "SPEED", "TEXT", "TTS", "VOICE", "MAX_SEED", "MAX_TEXT_CHARS", "SPEED_RANGE"]
+           "SEED", "SPEAKER", "SPEED", "TEXT", "TTS", "VOICE", "MAX_SEED", "MAX_STREAM_TEXT_CHARS",
+           "MAX_TEXT_CHARS", "SPEED_RANGE"]

@@ -90,22 +90,26 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeMiddleware:
-    """Refuses a body over `limit` bytes: at once by its Content-Length, or as soon as a chunked body passes it."""
+    """Refuses a body over its path's limit (`limits`, else `limit` bytes): at once by its Content-Length, or as
+    soon as a chunked body passes it."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.limits = limits or {}
 
-    def too_large(self):
-        return error_response(413, f"the request body is larger than {self.limit} bytes: send a shorter text")
+    @staticmethod
+    def too_large(limit: int):
+        return error_response(413, f"the request body is larger than {limit} bytes: send a shorter text")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.limit)
         length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self.too_large()(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self.too_large(limit)(scope, receive, send)
             return
         received = 0
         response_started = False
@@ -115,7 +119,7 @@ class BodySizeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise BodyTooLarge()
             return message
 
@@ -129,4 +133,4 @@ class BodySizeMiddleware:
         except BodyTooLarge:
             if response_started:
                 raise
-            await self.too_large()(scope, receive, send)
+            await self.too_large(limit)(scope, receive, send)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # Triton's default ports and the request bounds the server enforces.
-from gateway.project import MAX_TEXT_CHARS, Ports
+from gateway.project import MAX_STREAM_TEXT_CHARS, MAX_TEXT_CHARS, Ports
 
 ENV_PREFIX = "TTS_GATEWAY_"
 GATEWAY_PORT = 8080  # plus the deployment's port offset, like Triton's 8000-8002
@@ -37,6 +37,9 @@ class Settings:
     catalogue_ttl_s: float = _setting(30.0, "how long the voice catalogue read from Triton is reused")
     max_body_bytes: int = _setting(64 * 1024, "largest request body accepted (413 above it)")
     max_text_chars: int = _setting(MAX_TEXT_CHARS, "longest text accepted (400 above it)")
+    max_stream_text_chars: int = _setting(MAX_STREAM_TEXT_CHARS, "longest text /api/tts/stream accepts while Triton "
+                                                                 "serves the streaming model (400 above it)")
+    max_stream_body_bytes: int = _setting(1024 * 1024, "largest request body /api/tts/stream accepts (413 above it)")
     max_requests_per_client: int = _setting(16, "requests one client (API key, else address) may have in flight "
                                                 "(429 above it)")
     cors_origins: str = _setting("", "comma-separated origins allowed to call from a browser (empty: none)")
@@ -59,7 +62,8 @@ class Settings:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def check(self) -> "Settings":
-        positive = ("triton_timeout_s", "max_body_bytes", "max_text_chars", "max_requests_per_client",
+        positive = ("triton_timeout_s", "max_body_bytes", "max_text_chars", "max_stream_text_chars",
+                    "max_stream_body_bytes", "max_requests_per_client",
                     "task_retention_s", "max_tasks", "stream_chunk_s")
         for name in positive:
             if getattr(self, name) <= 0:

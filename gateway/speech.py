@@ -58,11 +58,11 @@ def audio_format(name: str) -> AudioFormat:
     return fmt
 
 
-def check_text(text: str, settings: Settings, field: str = "text") -> str:
+def check_text(text: str, max_chars: int, field: str = "text") -> str:
     if not text.strip():
         raise ApiError(400, f"'{field}' is empty: give the text to speak")
-    if len(text) > settings.max_text_chars:
-        raise ApiError(400, f"'{field}' has {len(text)} characters, at most {settings.max_text_chars} are accepted: "
+    if len(text) > max_chars:
+        raise ApiError(400, f"'{field}' has {len(text)} characters, at most {max_chars} are accepted: "
                             "split it into several requests")
     return text
 
@@ -75,9 +75,10 @@ def check_speed(speed: float) -> float:
 
 
 def resolve(catalogue: Catalogue, text: str, voice: str | None, emotion: str | None, speed: float,
-            settings: Settings, text_field: str = "text", speaker: str | None = None, seed: int | None = None) -> Speech:
+            settings: Settings, text_field: str = "text", speaker: str | None = None, seed: int | None = None,
+            max_text_chars: int | None = None) -> Speech:
     """A complete request for Triton: defaults filled in from the catalogue, every value checked (speaker and
-    seed left to the server's defaults when not given)."""
+    seed left to the server's defaults when not given; the text at most max_text_chars, else the setting's)."""
     voice = voice or catalogue.default_voice
     if voice not in catalogue.voices:
         raise ApiError(400, f"unknown voice {voice!r}: use one of {', '.join(catalogue.voices)} (GET /api/voices)")
@@ -90,4 +91,5 @@ def resolve(catalogue: Catalogue, text: str, voice: str | None, emotion: str | N
         raise ApiError(400, f"voice {voice!r} has no speaker {speaker!r}: use one of {', '.join(speakers)}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise ApiError(400, f"'seed' {seed} is out of range: use 0 to {MAX_SEED}")
-    return Speech(check_text(text, settings, text_field), voice, emotion, check_speed(speed), speaker, seed)
+    text = check_text(text, max_text_chars or settings.max_text_chars, text_field)
+    return Speech(text, voice, emotion, check_speed(speed), speaker, seed)

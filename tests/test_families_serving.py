@@ -141,18 +141,17 @@ def test_nsf_engine_gets_the_source_through_the_vocoder_model(family_export):
 
     def infer(mel: np.ndarray, source: np.ndarray | None) -> np.ndarray:
         calls.append((mel.shape, None if source is None else source.shape))
-        feeds = {"MEL": mel, "SOURCE": source}
-        return runtime.session.run(None, feeds)[0]
+        return runtime.graph.run({"MEL": mel, "SOURCE": source})[0]
 
     engine = EngineVocoder(EngineCall(infer, max_batch_size=2), config.audio.hop_length, config.audio.n_mels,
-                           config.sizes()["source_channels"])
+                           bucket_frames=64, source_channels=config.sizes()["source_channels"])
     nsf, hop = config.voices[config.default_voice].nsf, config.audio.hop_length
     frames = reference("nsf24k")["mel_post"]
     items = [vocoder_input(frames[:n], nsf, hop, SourceNoise(n)) for n in (118, 60, 31)]
     mels, sources = [m for m, _ in items], [s for _, s in items]
     for got, alone in zip(engine.vocode(mels, sources), runtime.vocode(mels, sources)):
         np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
-    assert calls == [((2, 80, 118), (2, 8, 118 * hop)), ((1, 80, 31), (1, 8, 31 * hop))]
+    assert calls == [((2, 80, 64), (2, 8, 64 * hop)), ((1, 80, 128), (1, 8, 128 * hop))]  # padded to buckets
 
 
 def test_gpu_repository_declares_the_nsf_engines_source(family_export, tmp_path):

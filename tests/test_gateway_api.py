@@ -207,6 +207,26 @@ def test_stream_falls_back_to_tts_when_the_streaming_model_is_not_loaded(http, g
         triton_model_control(gateway_triton, "tts_stream", "load")
 
 
+def test_the_stream_route_takes_long_texts_while_the_streaming_model_serves(http, gateway_triton):
+    """/api/tts refuses a text past 2000 characters; /api/tts/stream passes it on to the streaming model
+    (which reads up to 100,000; this stand-in answers what `tts` says) and takes a body far past 64 KiB,
+    but keeps the 2000-character bound when it would have to cut the stream from one `tts` result."""
+    long_text = "今天天气很好，我们去公园散步吧。" * 200  # 3200 characters
+    whole = http.post("/api/tts", json={"text": long_text})
+    assert whole.status_code == 400 and "at most 2000 are accepted" in whole.json()["error"]
+    assert http.post("/api/tts", json={"text": "好" * 30_000}).status_code == 413
+    streamed = http.post("/api/tts/stream", json={"text": long_text})
+    assert "are accepted" not in streamed.text  # past the gateway: the stand-in's `tts` answers
+    assert http.post("/api/tts/stream", json={"text": "好" * 30_000}).status_code != 413
+    assert http.get("/api/voices").json()["max_stream_text_chars"] == 100_000
+    triton_model_control(gateway_triton, "tts_stream", "unload")
+    try:
+        cut = http.post("/api/tts/stream", json={"text": long_text})
+        assert cut.status_code == 400 and "at most 2000 are accepted" in cut.json()["error"]
+    finally:
+        triton_model_control(gateway_triton, "tts_stream", "load")
+
+
 def test_triton_model_not_loaded_is_a_503_with_a_message(http, gateway_triton):
     triton_model_control(gateway_triton, "tts", "unload")
     try:

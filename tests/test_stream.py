@@ -121,7 +121,7 @@ def pipeline(tiny_export) -> Pipeline:
 def engine_of(pipeline: Pipeline, policy: StreamPolicy, vocode=None, metrics=None) -> StreamEngine:
     config = pipeline.frontend.config
     return StreamEngine(config, FrontendStep(config, MAX_STREAM_TEXT_CHARS), pipeline.acoustic.runtimes,
-                        vocode or in_process(pipeline.vocoder), policy, metrics or Recorder(), log=lambda _: None)
+                        vocode or in_process([pipeline.vocoder]), policy, metrics or Recorder(), log=lambda _: None)
 
 
 def stream(engine: StreamEngine, tensors: dict, listener: Listener | None = None) -> Listener:
@@ -214,7 +214,7 @@ def test_a_long_pause_is_sent_in_pieces(pipeline):
 
 
 def test_requests_past_the_streams_limit_are_refused_and_the_others_go_on(pipeline):
-    vocode = in_process(pipeline.vocoder)
+    vocode = in_process([pipeline.vocoder])
 
     def slow_vocode(voice, mel, seed):
         time.sleep(0.02)
@@ -238,7 +238,7 @@ def test_requests_past_the_streams_limit_are_refused_and_the_others_go_on(pipeli
 
 def test_streams_joining_and_leaving_share_decoder_steps_and_stay_exact(pipeline):
     """Four requests arrive while others run (a slow vocoder keeps them all in flight); each is exact."""
-    vocode = in_process(pipeline.vocoder)
+    vocode = in_process([pipeline.vocoder])
 
     def slow_vocode(voice, mel, seed):
         time.sleep(0.01)
@@ -306,7 +306,7 @@ def test_a_bad_request_gets_one_error_and_nothing_else(pipeline, tensors, messag
 def test_a_failure_mid_stream_ends_that_stream_alone(pipeline):
     """The vocoder fails once while two streams run: the stream of that chunk gets the error after the
     chunks it had; the other finishes exactly, and so does a stream after it."""
-    vocode = in_process(pipeline.vocoder)
+    vocode = in_process([pipeline.vocoder])
     calls = itertools.count()
 
     def flaky_vocode(voice, mel, seed):
@@ -338,8 +338,8 @@ def test_a_long_text_is_read_as_it_is_reached_and_holds_bounded_state(pipeline, 
     read = []
     piece_sentences = FrontEnd._piece_sentences
 
-    def counted(self, piece, emotion):
-        for sentence in piece_sentences(self, piece, emotion):
+    def counted(self, piece, emotion, speaker):
+        for sentence in piece_sentences(self, piece, emotion, speaker):
             read.append(sentence)
             yield sentence
 

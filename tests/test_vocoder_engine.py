@@ -34,7 +34,7 @@ def exported(causal: bool, out: Path) -> tuple[KanHifiGanGenerator, Path]:
 def engine_and_reference(path: Path, shapes: list):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    def infer(mel: np.ndarray) -> np.ndarray:
+    def infer(mel: np.ndarray, source: None) -> np.ndarray:
         shapes.append(mel.shape)
         return session.run(None, {MEL.name: mel})[0]
 

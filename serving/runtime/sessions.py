@@ -8,6 +8,7 @@ only need `run(feeds) -> outputs`, the graph's metadata and its input shapes.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,10 @@ class OnnxRuntimeGraph:
 
 class OpenVinoGraph:
     """An ONNX file compiled by OpenVINO's CPU plugin with one stream of `threads` threads, unpinned (the
-    server's other processes share the cores), at `precision` (OV_FP32 or OV_BF16)."""
+    server's other processes share the cores), at `precision` (OV_FP32 or OV_BF16).
+
+    One compiled model runs one inference at a time, so calls from several threads take turns (its infer
+    request is not safe to share); threads that must vocode at once need a graph each."""
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = OV_FP32):
         model = _core().read_model(str(path))
@@ -101,11 +105,13 @@ class OpenVinoGraph:
         self.precision = OV_BF16 if "bf16" in runs or "bfloat16" in runs else OV_FP32
         self.request = self.compiled.create_infer_request()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self._lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self.request.infer(feeds)
-        # The request's output buffers are reused by the next call: hand out copies.
-        return [np.array(results[name]) for name in self.output_names]
+        with self._lock:
+            results = self.request.infer(feeds)
+            # The request's output buffers are reused by the next call: hand out copies.
+            return [np.array(results[name]) for name in self.output_names]
 
 
 def open_graph(path: str | Path, backend: str, options: RuntimeOptions):

@@ -16,7 +16,7 @@ from serving.steps import ModelFailedError
 from serving.steps.acoustic import AcousticStep
 from serving.steps.frontend import FrontendStep
 from serving.steps.vocoder import VocoderStep
-from serving.stream.engine import StreamEngine
+from serving.stream.engine import VOCODER_LANES, StreamEngine
 from serving.stream.policy import StreamPolicy
 from serving.stream.vocoder import IN_PROCESS, Vocode, chunk_request, in_process
 
@@ -102,8 +102,8 @@ def stream_engine(pb_utils, args: ModelArgs) -> StreamEngine:
     policy = StreamPolicy(int(p["first_chunk_frames"]), int(p["max_chunk_frames"]), float(p["chunk_growth"]),
                           float(p["max_lead_s"]), int(p["max_streams"]), p["vocoder"])
     if policy.vocoder == IN_PROCESS:  # the vocoder model's own step, files and runtime, in this process
-        vocode = in_process(VocoderStep(config, args.files, args.runtime_options(), p["runtime"],
-                                         bucket_frames=int(p["bucket_frames"])))
+        vocode = in_process([VocoderStep(config, args.files, args.runtime_options(), p["runtime"],
+                                         bucket_frames=int(p["bucket_frames"])) for _ in range(VOCODER_LANES)])
     else:
         vocode = vocoder_model(pb_utils)
     return StreamEngine(config, FrontendStep(config, MAX_STREAM_TEXT_CHARS, args.noise_seed()),

@@ -40,6 +40,7 @@ from serving.stream.policy import StreamPolicy
 from serving.stream.sentence import SentenceAudio, Window
 from serving.stream.vocoder import Vocode
 
+VOCODER_LANES = 2  # vocoder threads: one for any chunk, one for requests' first chunks only
 QUEUED_CHUNKS = 2  # a stream's decoder waits while this many of its chunks wait for the vocoder
 CANCEL_POLL_S = 0.1  # how often a waiting stream asks whether its client has gone
 IDLE_WAIT_S = 0.05  # how long the acoustic thread sleeps when no stream can move (a lead bound may lift)

@@ -2,7 +2,8 @@
 
 Either place runs what the `vocoder` model runs, so a chunk's audio is the one the `tts` ensemble makes:
 - IN_PROCESS (the CPU target): the streaming model runs the vocoder step itself, on the same files and
-  runtime (FP32 or BF16) as the vocoder model. Its two vocoder threads can then work at once, so a
+  runtime (FP32 or BF16) as the vocoder model, one step per vocoder thread (VOCODER_LANES; a compiled
+  OpenVINO model runs one inference at a time). Its two vocoder threads can then work at once, so a
   request's first chunk never waits for another request's long chunk (results/stream/decisions.md).
 - VOCODER_MODEL (the GPU target): a BLS request to the `vocoder` model, which hands it to the TensorRT
   engine (serving.stream.adapter.vocoder_model).
@@ -10,6 +11,7 @@ Either place runs what the `vocoder` model runs, so a chunk's audio is the one t
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
 
 import numpy as np
@@ -32,9 +34,18 @@ def chunk_request(voice: int, mel: np.ndarray, noise_seed: int) -> Tensors:
             NOISE_SEED.name: np.array([[noise_seed]], dtype=np.int64)}
 
 
-def in_process(step: VocoderStep) -> Vocode:
+def in_process(steps: list[VocoderStep]) -> Vocode:
+    """Chunks vocoded by whichever of `steps` is free (one per thread that vocodes at once)."""
+    free = queue.SimpleQueue()
+    for step in steps:
+        free.put(step)
+
     def vocode(voice: int, mel: np.ndarray, noise_seed: int) -> np.ndarray:
-        (result,) = step.process([chunk_request(voice, mel, noise_seed)])
+        step = free.get()
+        try:
+            (result,) = step.process([chunk_request(voice, mel, noise_seed)])
+        finally:
+            free.put(step)
         if isinstance(result, RequestError):
             raise result
         return result[WAV.name][0, 0]
