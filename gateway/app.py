@@ -27,7 +27,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        triton = Triton(settings.triton_grpc_url, settings.triton_timeout_s, settings.catalogue_ttl_s)
+        triton = Triton(settings.triton_grpc_url, settings.triton_timeout_s, settings.catalogue_ttl_s,
+                        settings.triton_refresh_s)
         tasks = TaskStore(settings.task_retention_s, settings.max_tasks)
         app.state.gateway = GatewayState(settings, triton, tasks, metrics)
         try:

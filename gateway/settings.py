@@ -33,6 +33,8 @@ class Settings:
     port_offset: int = _setting(0, "added to the default ports of the gateway and of Triton")
     port: int | None = _setting(None, f"port to listen on (default {GATEWAY_PORT} + port offset)")
     triton_url: str | None = _setting(None, f"Triton gRPC host:port (default 127.0.0.1:{Ports().grpc} + port offset)")
+    triton_refresh_s: float = _setting(0.0, "connect to Triton afresh this often, resolving --triton-url again so that "
+                                            "replicas added since get calls (0: never; Kubernetes: 30)")
     triton_timeout_s: float = _setting(120.0, "limit for one synthesis in Triton, streamed or not (504 after it)")
     catalogue_ttl_s: float = _setting(30.0, "how long the voice catalogue read from Triton is reused")
     max_body_bytes: int = _setting(64 * 1024, "largest request body accepted (413 above it)")
@@ -68,8 +70,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be more than 0 (got {getattr(self, name)})")
-        if self.catalogue_ttl_s < 0:
-            raise SettingsError(f"catalogue_ttl_s must be 0 or more (got {self.catalogue_ttl_s})")
+        for name in ("catalogue_ttl_s", "triton_refresh_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be 0 or more (got {getattr(self, name)})")
         return self
 
 

@@ -2,10 +2,17 @@
 
 Triton's verdicts map to HTTP: INVALID_ARGUMENT (the caller's mistake) -> 400 with Triton's message;
 unreachable, not ready or model not loaded -> 503; past the timeout -> 504; anything else -> 502.
+
+Several Triton replicas: gRPC sends every call of a connection to one server, so a URL that names one
+balanced address pins the gateway to one replica. The channel balances calls round-robin across every
+address the URL resolves to (a Kubernetes headless Service resolves to each ready pod; `ipv4:a:p,b:q` lists
+them), and every `refresh_s` the gateway connects afresh, resolving the URL again, so that replicas added
+since get calls too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,7 +22,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, InferInput, InferRequestedOutput, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import ApiError
@@ -88,22 +95,57 @@ class Synthesis:
     sample_rate: int
 
 
+def channel_args() -> list[tuple[str, object]]:
+    """tritonclient's own channel settings, with calls balanced round-robin over the URL's addresses."""
+    keepalive = KeepAliveOptions()
+    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.lb_policy_name", "round_robin")]
+
+
 class Triton:
-    def __init__(self, url: str, timeout_s: float, catalogue_ttl_s: float):
+    def __init__(self, url: str, timeout_s: float, catalogue_ttl_s: float, refresh_s: float = 0.0):
         self.url = url
         self.timeout_s = timeout_s
         self.catalogue_ttl_s = catalogue_ttl_s
-        self._client = grpcaio.InferenceServerClient(url)
+        self.refresh_s = refresh_s  # 0: one connection for the gateway's life
+        self._client = self._connect()
+        self._retiring: set[asyncio.Task] = set()
         self._catalogue: Catalogue | None = None
         self._catalogue_read_at = 0.0
 
+    def _connect(self) -> grpcaio.InferenceServerClient:
+        self._connected_at = time.monotonic()
+        return grpcaio.InferenceServerClient(self.url, channel_args=channel_args())
+
+    @property
+    def client(self) -> grpcaio.InferenceServerClient:
+        """The connection for a new call: a fresh one every refresh_s (the old one is closed once the calls
+        already on it are past timeout_s)."""
+        if self.refresh_s and time.monotonic() - self._connected_at > self.refresh_s:
+            task = asyncio.get_running_loop().create_task(self._close_later(self._client))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            self._client = self._connect()
+        return self._client
+
+    async def _close_later(self, client: grpcaio.InferenceServerClient) -> None:
+        await asyncio.sleep(self.timeout_s)
+        await client.close()
+
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         await self._client.close()
 
     async def catalogue(self) -> Catalogue:
         """The served voices, read from Triton and reused for catalogue_ttl_s."""
         if self._catalogue is None or time.monotonic() - self._catalogue_read_at > self.catalogue_ttl_s:
-            response = await self._call(self._client.get_model_config(CATALOGUE_MODEL.name, as_json=True,
+            response = await self._call(self.client.get_model_config(CATALOGUE_MODEL.name, as_json=True,
                                                                       client_timeout=self.timeout_s))
             try:
                 catalogue = Catalogue.from_json(response["config"]["parameters"][CATALOGUE_PARAMETER]["string_value"])
@@ -116,18 +158,18 @@ class Triton:
     async def model_ready(self, model: str) -> bool:
         """False when Triton cannot be reached or the model is not loaded; never raises."""
         try:
-            return await self._client.is_model_ready(model, client_timeout=self.timeout_s)
+            return await self.client.is_model_ready(model, client_timeout=self.timeout_s)
         except InferenceServerException:
             return False
 
     async def server_live(self) -> bool:
         try:
-            return await self._client.is_server_live(client_timeout=self.timeout_s)
+            return await self.client.is_server_live(client_timeout=self.timeout_s)
         except InferenceServerException:
             return False
 
     async def synthesize(self, speech: Speech) -> Synthesis:
-        result = await self._call(self._client.infer(MODEL, _inputs(speech), outputs=_outputs(),
+        result = await self._call(self.client.infer(MODEL, _inputs(speech), outputs=_outputs(),
                                                      client_timeout=self.timeout_s))
         return _synthesis(result, MODEL)
 
@@ -138,7 +180,7 @@ class Triton:
             yield {"model_name": STREAM_MODEL, "inputs": _inputs(speech), "outputs": _outputs()}
 
         # Our request iterator ends after one request, so Triton closes the stream after its last response.
-        responses = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s,
+        responses = self.client.stream_infer(one_request(), stream_timeout=self.timeout_s,
                                               headers=STREAM_ERROR_HEADERS)
         try:
             while True:

@@ -93,8 +93,14 @@ def test_the_gateway_reaches_triton_through_its_service(rendered):
     _, objects = rendered
     gateway = container(objects, "gateway", "gateway")
     args = gateway["args"]
-    host, port = args[args.index("--triton-url") + 1].split(":")
-    assert (host, int(port)) == ("triton", TRITON_PORTS["grpc"])
+    # gRPC balanced over every ready pod: a headless Service of the Triton pods, resolved again every 30 s
+    scheme, host, port = re.fullmatch(r"(dns:///)?([\w-]+):(\d+)", args[args.index("--triton-url") + 1]).groups()
+    assert scheme == "dns:///" and float(args[args.index("--triton-refresh-s") + 1]) > 0
+    headless = objects[("Service", host)]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert selects(headless["spec"]["selector"], pod_labels(objects, "triton"))
+    assert [(p["port"], p["targetPort"]) for p in headless["spec"]["ports"]] == [(int(port), "grpc")]
+    assert int(port) == TRITON_PORTS["grpc"]
     assert args[args.index("--host") + 1] == "0.0.0.0"
     assert int(args[args.index("--port") + 1]) == port_names(gateway)["http"]
     service = objects[("Service", "gateway")]
