@@ -163,6 +163,8 @@ class AcousticRuntime:
             )
         self.graphs = {name: open_graph(voice_dir / name, options.backends.get(name, ONNXRUNTIME), options)
                        for name in ACOUSTIC_GRAPHS}
+        # A personal voice's encoder has no speaker input (its speaker embedding is in the graph).
+        self.input_names = {name: set(graph.input_shapes) for name, graph in self.graphs.items()}
         encoder_meta = self._metadata(voice_dir, ENCODER, (META_MAX_LEN, META_VOCABULARY_SIZES))
         self.max_len = int(encoder_meta[META_MAX_LEN])
         sizes = json.loads(encoder_meta[META_VOCABULARY_SIZES])
@@ -193,8 +195,7 @@ class AcousticRuntime:
         return self.graphs[graph].input_shapes[name]
 
     def _run(self, graph: str, **feeds: np.ndarray) -> list[np.ndarray]:
-        # A personal voice's encoder has no speaker input (its speaker embedding is in the graph).
-        names = self.graphs[graph].input_shapes
+        names = self.input_names[graph]
         return self.graphs[graph].run({k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})
 
     # -- the public calls ----------------------------------------------------------------------
