@@ -15,6 +15,7 @@ import pytest
 from deploy.launcher import TritonServer
 from deploy.repository import generate
 from serving.contract import (
+    FP32,
     NSF_VOCODER_ENGINE,
     SEED,
     TEXT,
@@ -182,7 +183,8 @@ def test_gpu_repository_declares_the_nsf_engines_source(family_export, tmp_path)
 def test_served(family_export, tmp_path, name):
     export_dir = family_export(name)
     config = ExportConfig.read(export_dir)
-    repository = generate(export_dir, tmp_path / "model_repository", "cpu", log=lambda _: None)
+    # FP32: KAN-TTS's outputs are FP32 (BF16 holds its own quality bound: tests/test_vocoder_precision.py)
+    repository = generate(export_dir, tmp_path / "model_repository", "cpu", FP32, log=lambda _: None)
     tolerance = NSF_END_TO_END_TOLERANCE if config.nsf else ONNX_TOLERANCE
     with TritonServer(repository) as server, TTSClient(server.grpc_url, timeout_s=120) as client:
         speech = client.synthesize(TEXT_READ, seed=NOISE_SEED)
