@@ -412,8 +412,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line for the top of the summary")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench", help="(build/bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "stream", help="(results/stream)")
-    parser.add_argument("--export-arg", action="append", default=["--cpu-bf16-vocoder"],
-                        help="an option for python -m export, added to --cpu-bf16-vocoder (repeatable)")
+    parser.add_argument("--export-arg", action="append", default=[],
+                        help="an option for python -m export (repeatable)")
     parser.add_argument("--vocoder-precision", choices=CHOICES, default=AUTO, help="(auto, as scripts/serve.sh)")
     parser.add_argument("--reuse-export", action="store_true", help="skip the export when --work holds one of the "
                         "same model directory")
