@@ -3,8 +3,8 @@
 An engine batch has one shape, and Triton's dynamic batcher only merges requests of equal shape. So each
 sentence's mel is zero-padded to a multiple of `bucket_frames` (a deploy setting), the sentences that
 share a padded length go to the engine together (split where the engine's profile allows fewer), and
-each waveform is cut back to its own frames x hop (an NSF vocoder's sources are padded alike). Requests from the vocoder model's instances with the
-same bucket can then be merged by the engine model's batcher.
+each waveform is cut back to its own frames x hop (an NSF vocoder's sources are padded alike). Requests
+from the vocoder model's instances with the same bucket can then be merged by the engine model's batcher.
 
 Exactness: a causal vocoder's samples never depend on later frames, so the padding changes nothing. A
 non-causal one's last `right_context_frames` frames see the padding instead of the zeros an unpadded

@@ -9,9 +9,10 @@ Two threads share the work:
   (AcousticRuntime.decode_step). A request joins at the next step and leaves after its last; nobody
   waits for a longer one. A stream stops advancing while QUEUED_CHUNKS of its chunks wait for the
   vocoder, or while it is `max_lead_s` ahead of its listener, so its memory does not grow with its text.
-- The vocoder thread takes requests' first chunks first, then the chunk whose audio a listener will need
-  first (earliest deadline: the time playback reaches it), vocodes it and sends it, with the sentence's
-  pause as a chunk of silence after its last chunk. An NSF voice's sentences go out whole (serving.stream.sentence).
+- The vocoder threads (VOCODER_LANES) take requests' first chunks first (one of them takes nothing else),
+  then the chunk whose audio a listener will need first (earliest deadline: the time playback reaches it),
+  vocode it and send it, with the sentence's pause as a chunk of silence after its last chunk. An NSF
+  voice's sentences go out whole (serving.stream.sentence).
 
 Every request gets its own responses: its chunks and a final one, or one error. A client that cancels
 or goes away is noticed before each chunk is vocoded and at least every CANCEL_POLL_S while waiting;
@@ -82,7 +83,8 @@ class Stream:
     """One request: its sentences as they are reached, the two it is working on, and what it has sent."""
 
     def __init__(self, reading: Reading, first: Sentence, sender: Sender, on_close: Callable[[], None]):
-        self.voice, self.duration_scale, self._noise_seed = reading.voice_index, reading.duration_scale, reading.noise_seed
+        self.voice, self.duration_scale = reading.voice_index, reading.duration_scale
+        self._noise_seed = reading.noise_seed
         self._read = 0  # sentences handed out
         self._next: Sentence | None = first
         self._rest = reading.sentences
