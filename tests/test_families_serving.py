@@ -25,7 +25,7 @@ from serving.contract import (
 from serving.pipeline import Pipeline
 from serving.runtime.acoustic import AcousticRuntime
 from serving.runtime.nsf import SourceNoise, sentence_seed, vocoder_input
-from serving.runtime.vocoder import VocoderRuntime
+from serving.runtime.vocoder import WINDOW_FRAMES, VocoderRuntime
 from serving.runtime.vocoder_engine import EngineCall, EngineVocoder
 from serving.symbols import STREAMS
 from tts_client.client import TTSClient
@@ -153,6 +153,22 @@ def test_nsf_engine_gets_the_source_through_the_vocoder_model(family_export):
     for got, alone in zip(engine.vocode(mels, sources), runtime.vocode(mels, sources)):
         np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
     assert calls == [((2, 80, 64), (2, 8, 64 * hop)), ((1, 80, 128), (1, 8, 128 * hop))]  # padded to buckets
+
+
+@pytest.mark.parametrize("name", ["nsf24k", "personal16k"])
+def test_nsf_vocoder_runs_long_sentences_in_windows_with_the_same_samples(family_export, name):
+    """The windows of a long sentence (serving.runtime.vocoder.WINDOW_FRAMES) cut the source like the mel: the
+    source path reaches no further than the vocoder's context, so the samples are the whole sentence's."""
+    config, directory = voice_dir(family_export(name))
+    spec = config.voices[config.default_voice]
+    frames = reference(name)["mel_post"]
+    frames = np.concatenate([frames] * (3 * WINDOW_FRAMES // len(frames) + 1))[: 2 * WINDOW_FRAMES + 41]
+    mel, source = vocoder_input(frames, spec.nsf, config.audio.hop_length, SourceNoise(7))
+    whole = VocoderRuntime(directory / VOCODER_ONNX)
+    windowed = VocoderRuntime(directory / VOCODER_ONNX, context=tuple(spec.vocoder_context_frames))
+    (expected,), (got,) = whole.vocode([mel], [source]), windowed.vocode([mel], [source])
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_gpu_repository_declares_the_nsf_engines_source(family_export, tmp_path):

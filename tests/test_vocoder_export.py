@@ -23,7 +23,7 @@ from models.hifigan import KanHifiGanGenerator
 from models.loader import load_vocoder
 from models.model_dir import ModelDir
 from serving.contract import VOCODER_ONNX
-from serving.runtime.vocoder import VocoderInputError, VocoderModelError, VocoderRuntime
+from serving.runtime.vocoder import WINDOW_FRAMES, VocoderInputError, VocoderModelError, VocoderRuntime
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -191,6 +191,19 @@ def test_right_context_bound_covers_the_measured_reach(full_causal, full_noncaus
     assert 0 < measured <= noncausal.right_context_frames()
     causal, _ = full_causal
     assert measure_right_context_frames(causal, 80, causal.hop_length, frames=40) == 0
+
+
+@pytest.mark.parametrize("fixture", ["full_causal", "full_noncausal"])
+def test_long_mels_run_in_windows_with_the_same_samples(fixture, request):
+    """A mel longer than WINDOW_FRAMES runs in windows with the vocoder's context around each (so the
+    runtime's memory is one window's): the samples are the whole mel's, up to float noise."""
+    vocoder, path = request.getfixturevalue(fixture)
+    (mel,) = random_mels(80, [WINDOW_FRAMES * 2 + 37], seed=5)
+    whole = VocoderRuntime(path, threads=1)
+    windowed = VocoderRuntime(path, threads=1, context=vocoder.context_frames())
+    (expected,), (got,) = whole.vocode([mel]), windowed.vocode([mel])
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_runtime_rejects_bad_mels_and_foreign_graphs(full_causal, tmp_path: Path):

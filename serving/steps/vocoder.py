@@ -59,7 +59,8 @@ class VocoderStep:
                                            self.sizes["source_channels"])] * len(voices)
         else:
             self.runtimes = [VocoderRuntime(Path(voices_dir) / name / VOCODER_ONNX, runtime, options.intra_op_threads,
-                                            bucket_frames) for name in voices]
+                                            bucket_frames, tuple(config.voices[name].vocoder_context_frames))
+                             for name in voices]
 
     def process(self, requests: list[Tensors]) -> list[Tensors | RequestError]:
         results: list[Tensors | RequestError | None] = [None] * len(requests)
