@@ -5,18 +5,18 @@ the same whatever it was batched with, bit for bit: in BF16 a padded batch would
 (oneDNN sums in another order for another length, and BF16 rounding between layers makes that
 audible, results/precision.md), and on CPU a batch is no faster per second of audio anyway.
 
-Buckets: OpenVINO prepares its kernels per input shape, and the first call at a new length costs
-about half as much again as the call itself. A causal vocoder (right context 0) therefore runs each
-mel zero-padded to a multiple of `bucket_frames` and cuts the audio back to frames x hop: exact, since
-no sample depends on later frames, and a server sees a few dozen shapes instead of one per length. A
-non-causal vocoder runs at the exact length (its last frames would see the padding).
-
-Windows: OpenVINO keeps the memory of the largest shape it has run, so one 50-second sentence would hold
-about 1.4 GB for the rest of the process's life. Given the vocoder's context (the mel frames before and
-after a frame that its samples depend on, models.hifigan.context_frames), a mel longer than WINDOW_FRAMES
-runs in windows of that many frames, each with its context around it, and their audio is joined: the
-same samples up to float noise (what the streaming model does with its chunks), and the memory of one
-window whatever the sentence's length.
+Shapes: OpenVINO prepares kernels and keeps buffers for every input shape it has run (about 75 MB for a
+576-frame mel of the full-size 16 kHz vocoder, never released), and the first call at a new shape costs
+about half as much again as the call itself. So the runtime runs few shapes. Given the vocoder's context
+(the mel frames before and after a frame that its samples depend on, models.hifigan.context_frames), a mel
+runs in pieces, each with its context around it, and their audio is joined: the same samples up to float
+noise (what the streaming model does with its chunks).
+- Windows of at most WINDOW_FRAMES frames, each zero-padded to a multiple of `bucket_frames`: exact,
+  since a window's kept frames never reach the padding (their later context is real mel, or none for a
+  causal vocoder). So a server sees at most (WINDOW_FRAMES + context) / bucket_frames shapes.
+- A non-causal vocoder's last frames depend on the sentence's true end, where each layer pads by itself:
+  they run in one piece of exactly TAIL_FRAMES + context frames ending at the end (one shape), or a
+  sentence shorter than that whole, at its own length.
 
 An NSF vocoder also takes each mel's source (SOURCE [harmonics + 1, frames x hop], made on the host by
 serving.runtime.nsf.vocoder_input), padded and cut like its mel.
@@ -42,6 +42,7 @@ from serving.runtime.sessions import OV_BF16, OV_FP32, OpenVinoGraph
 
 PRECISIONS = {FP32: OV_FP32, BF16: OV_BF16}
 WINDOW_FRAMES = 512  # 6.4 s at 16 kHz: the context costs 7 % more work on sentences longer than that
+TAIL_FRAMES = 32  # frames a non-causal vocoder's end piece keeps beyond its later context
 
 
 class VocoderInputError(ValueError):
@@ -103,9 +104,9 @@ class VocoderRuntime:
         if bucket_frames < 1:
             raise ValueError(f"bucket_frames must be at least 1, not {bucket_frames}")
         self.graph = OpenVinoGraph(onnx_path, threads, PRECISIONS[precision])
-        self.hop_length, self.n_mels, right_context, self.source_channels = vocoder_metadata(onnx_path,
-                                                                                            self.graph.metadata)
-        self.bucket_frames = bucket_frames if right_context == 0 else 1
+        self.hop_length, self.n_mels, self.right_context, self.source_channels = vocoder_metadata(
+            onnx_path, self.graph.metadata)
+        self.bucket_frames = bucket_frames
         self.precision = BF16 if self.graph.precision == OV_BF16 else FP32  # what the CPU really runs
         self.context = context
 
@@ -117,24 +118,32 @@ class VocoderRuntime:
         return [self._windowed(mel, source) for mel, source in zip(mels, sources)]
 
     def _windowed(self, mel: np.ndarray, source: np.ndarray | None) -> np.ndarray:
-        frames, hop = len(mel), self.hop_length
-        if self.context is None or frames <= WINDOW_FRAMES:
-            return self._forward(mel, source)
-        left, right = self.context
-        pieces = []
-        for start in range(0, frames, WINDOW_FRAMES):
-            end = min(frames, start + WINDOW_FRAMES)
-            lo, hi = max(0, start - left), min(frames, end + right)
-            audio = self._forward(mel[lo:hi], None if source is None else source[:, lo * hop : hi * hop])
-            pieces.append(audio[(start - lo) * hop : (end - lo) * hop])
+        frames = len(mel)
+        if self.context is None:  # whole: padded only where that is exact
+            return self._forward(mel, source, padded=self.right_context == 0)
+        right = self.context[1]
+        tail_start = frames  # the first frame the end piece keeps
+        if right:
+            tail_start = max(0, frames - (TAIL_FRAMES + right))
+        pieces = [self._piece(mel, source, start, min(tail_start, start + WINDOW_FRAMES), True)
+                  for start in range(0, tail_start, WINDOW_FRAMES)]
+        if tail_start < frames:
+            pieces.append(self._piece(mel, source, tail_start, frames, False))
         return np.concatenate(pieces)
 
-    def _forward(self, mel: np.ndarray, source: np.ndarray | None) -> np.ndarray:
+    def _piece(self, mel: np.ndarray, source: np.ndarray | None, start: int, end: int, padded: bool) -> np.ndarray:
+        """The audio of frames start .. end, run with the context around them."""
+        left, right = self.context
+        hop, lo, hi = self.hop_length, max(0, start - left), min(len(mel), end + right)
+        audio = self._forward(mel[lo:hi], None if source is None else source[:, lo * hop : hi * hop], padded)
+        return audio[(start - lo) * hop : (end - lo) * hop]
+
+    def _forward(self, mel: np.ndarray, source: np.ndarray | None, padded: bool) -> np.ndarray:
         frames = len(mel)
-        length = bucket_length(frames, self.bucket_frames)
-        padded = np.zeros((1, self.n_mels, length), dtype=np.float32)
-        padded[0, :, :frames] = mel.T
-        feeds = {VOCODER_MEL.name: padded}
+        length = bucket_length(frames, self.bucket_frames if padded else 1)
+        batch = np.zeros((1, self.n_mels, length), dtype=np.float32)
+        batch[0, :, :frames] = mel.T
+        feeds = {VOCODER_MEL.name: batch}
         if source is not None:
             feeds[SOURCE.name] = np.zeros((1, self.source_channels, length * self.hop_length), dtype=np.float32)
             feeds[SOURCE.name][0, :, : source.shape[1]] = source
