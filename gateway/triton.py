@@ -48,6 +48,11 @@ STREAM_MODEL = "tts_stream"  # the decoupled model with the inputs and outputs o
 # calls do; without it a stream's errors are bare messages.
 STREAM_ERROR_HEADERS = {"triton_grpc_error": "true"}
 
+TRANSPORT_RETRIES = 2
+# gRPC's words for a connection that went away mid-call (a replica killed, a balancer's backend gone), as
+# opposed to an answer from Triton (a mistake, a full queue), which is never sent again.
+_TRANSPORT_FAILURES = ("Stream removed", "Socket closed", "Connection reset", "failed to connect", "GOAWAY")
+
 _STATUS = {
     "StatusCode.INVALID_ARGUMENT": 400,
     "StatusCode.UNAVAILABLE": 503,
@@ -169,9 +174,17 @@ class Triton:
             return False
 
     async def synthesize(self, speech: Speech) -> Synthesis:
-        result = await self._call(self.client.infer(MODEL, _inputs(speech), outputs=_outputs(),
-                                                     client_timeout=self.timeout_s))
-        return _synthesis(result, MODEL)
+        """The whole audio; a call lost in transport (its replica went away) is sent again, up to
+        TRANSPORT_RETRIES times: a synthesis has no side effects, and the next call may reach another replica."""
+        for attempt in range(TRANSPORT_RETRIES + 1):
+            try:
+                result = await self.client.infer(MODEL, _inputs(speech), outputs=_outputs(),
+                                                 client_timeout=self.timeout_s)
+                return _synthesis(result, MODEL)
+            except InferenceServerException as e:
+                if attempt == TRANSPORT_RETRIES or not lost_in_transport(e):
+                    raise _api_error(e) from None
+                log.warning("a call to Triton was lost in transport (%s); sending it again", e.message())
 
     async def stream(self, speech: Speech) -> AsyncIterator[Synthesis]:
         """The audio of the streaming model, chunk by chunk; the gRPC stream is cancelled if the caller stops early."""
@@ -203,6 +216,11 @@ class Triton:
             return await call
         except InferenceServerException as e:
             raise _api_error(e) from None
+
+
+def lost_in_transport(error: InferenceServerException) -> bool:
+    message = error.message() or ""
+    return any(words in message for words in _TRANSPORT_FAILURES)
 
 
 def _api_error(error: InferenceServerException) -> ApiError:

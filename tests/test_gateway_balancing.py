@@ -1,6 +1,7 @@
 """The gateway in front of several Triton replicas without a balancer: its gRPC channel spreads calls over every
 address its Triton URL resolves to (as a Kubernetes headless Service resolves to each ready pod), and connects
-afresh every --triton-refresh-s so that replicas added since get calls."""
+afresh every --triton-refresh-s so that replicas added since get calls; a call lost in transport (its replica
+went away) is sent again."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
+from tritonclient.utils import InferenceServerException
 
 from deploy.launcher import TritonServer
+from gateway.errors import ApiError
 from gateway.launcher import GatewayProcess
-from gateway.triton import Triton
+from gateway.triton import Speech, Triton
 
 pytestmark = pytest.mark.server  # real tritonservers
 
@@ -54,3 +58,48 @@ def test_the_connection_is_renewed_every_refresh_and_the_old_one_closed_after_it
         await triton.close()
 
     asyncio.run(run())
+
+
+class FlakyClient:
+    """Triton's client as the gateway uses it: `failures` calls lost in transport (or answered with an error),
+    then audio."""
+
+    def __init__(self, failures: list[str]):
+        self.failures, self.calls = list(failures), 0
+
+    async def infer(self, *args, **kwargs):
+        self.calls += 1
+        if self.failures:
+            raise InferenceServerException(msg=self.failures.pop(0), status="StatusCode.UNAVAILABLE")
+        return FakeResult()
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeResult:
+    def as_numpy(self, name: str) -> np.ndarray:
+        return np.zeros(160, np.float32) if name == "AUDIO" else np.array([16000], np.int32)
+
+
+@pytest.mark.parametrize("failures,calls,status", [
+    (["Stream removed (Data frame with END_STREAM flag received)"], 2, None),  # a replica killed mid-call
+    (["Socket closed", "Connection reset by peer"], 3, None),
+    (["Socket closed"] * 3, 3, 503),  # every try lost: the caller hears it
+    (["Exceeds maximum queue size"], 1, 503),  # Triton's own answer is never sent again
+])
+def test_a_call_lost_in_transport_is_sent_again(failures, calls, status):
+    async def run():
+        triton = Triton("127.0.0.1:1", timeout_s=1, catalogue_ttl_s=30)
+        await triton._client.close()
+        flaky = triton._client = FlakyClient(failures)
+        try:
+            result = await triton.synthesize(Speech("你好", "v", "neutral", 1.0))
+        except ApiError as e:
+            result = e
+        await triton.close()
+        return flaky.calls, result
+
+    made, result = asyncio.run(run())
+    assert made == calls
+    assert (result.status if status else len(result.samples)) == (status or 160)
