@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.report import describe_machine
+from bench.report import describe_machine, machine_cpu
 from deploy.launcher import TritonServer, triton_env
 from serving.contract import ACOUSTIC, VOCODER
 from serving.pipeline import config_parameters
@@ -120,7 +120,7 @@ def main() -> None:
              f"{vocoder.get('threads')} thread(s) per vocoder and acoustic instance, acoustic backends "
              f"{acoustic.get('backends')}); texts: {sum(map(len, SENTENCES.values()))} sentences "
              "(short, medium, long) cycled; latencies in ms.", "",
-             f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
+             f"Machine: {machine_cpu(machine)}, "
              + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
              + f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared cores).", "",
              "| protocol | concurrency | requests/s | p50 | p90 | p99 |", "|---|---|---|---|---|---|"]

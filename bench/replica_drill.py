@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.balancer import Balancer, BalancerError
-from bench.report import describe_machine
+from bench.report import describe_machine, machine_cpu
 from bench.soak import Reference, SoakError, prepare_repository
 from bench.texts import KINDS, MAKERS
 from deploy.launcher import LauncherError, Ports, TritonServer
@@ -234,12 +234,6 @@ def run_drill(repository: Path, duration_s: float, replicas: int = 3, concurrenc
     return report
 
 
-def machine_text(machine: dict) -> str:
-    """One line of bench.report.describe_machine()'s record: CPU, cores, flags, memory."""
-    return (f"{machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
-            f"{machine['memory_gib']} GiB")
-
-
 def write_outputs(report: DrillReport, out: Path, note: str = "") -> list[Path]:
     import matplotlib
 
@@ -263,7 +257,7 @@ def write_outputs(report: DrillReport, out: Path, note: str = "") -> list[Path]:
         f"HAProxy (HTTP and gRPC, health checks on `/v2/health/ready` every second), the gateway in front, "
         f"{report.config['concurrency']} client threads POSTing `/api/tts` for {report.config['duration_s']:.0f} s; "
         f"replica 0 killed (SIGKILL) at {e.kill_s:.0f} s and restarted at {e.restart_s:.0f} s. Machine: "
-        f"{machine_text(data['machine'])}; load average at the end {report.loadavg[0]:.1f}.\n\n"
+        f"{machine_cpu(data['machine'])}, {data['machine']['memory_gib']} GiB; load average at the end {report.loadavg[0]:.1f}.\n\n"
         f"| phase | span | audio s per s |\n|---|---|---|\n{rows}\n\n"
         f"- requests: {len(report.requests)} sent, {len(report.answered)} answered, {len(report.failed)} failed; "
         f"{len(report.exact)} of {len(report.answered)} answers exactly as long as their text's frames say\n"

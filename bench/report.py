@@ -36,6 +36,11 @@ def describe_machine() -> dict:
     }
 
 
+def machine_cpu(machine: dict) -> str:
+    """describe_machine()'s CPU in words: model, cores and the flags of interest."""
+    return f"{machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags']) or 'no AVX-512'})"
+
+
 def write_json(results: dict, path: Path) -> None:
     path.write_text(json.dumps(results, ensure_ascii=False, indent=1, allow_nan=True) + "\n")
 
@@ -109,7 +114,7 @@ def write_summary(results: dict, path: Path) -> None:
         lines += [f"> {meta['note']}", ""]
     lines += [
         f"Command: `{meta['command']}`", "",
-        f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags']) or 'no AVX-512'}), "
+        f"Machine: {machine_cpu(machine)}, "
         f"{machine['memory_gib']} GiB memory, Linux {machine['kernel']}, Python {machine['python']}, "
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
         + f", tritonserver {meta.get('tritonserver', 'n/a')}.", "",

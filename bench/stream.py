@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.load import latency_summary
-from bench.report import describe_machine, write_json
+from bench.report import describe_machine, machine_cpu, write_json
 from bench.run import prepare_model
 from bench.systems import ROOT, BenchError
 from bench.texts import TextPool
@@ -308,7 +308,7 @@ def write_summary(results: dict, path: Path) -> None:
         lines += [f"> {meta['note']}", ""]
     lines += [
         f"Command: `{meta['command']}`", "",
-        f"Machine: {machine['cpu_model']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}), "
+        f"Machine: {machine_cpu(machine)}, "
         f"{machine['memory_gib']} GiB, tritonserver {meta['tritonserver']}; the 1-minute load average before and "
         f"after each measurement is in the tables (other work on these cores skews every timing). Model: "
         f"{meta['model']}; {'; '.join(meta['repository'])}. Deployment: `deploy/targets/cpu.yaml`, streaming with "

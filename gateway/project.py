@@ -15,11 +15,12 @@ from serving.contract import (
     SPEED,
     TEXT,
     TTS,
+    TTS_STREAM,
     VOICE,
 )
 from serving.limits import MAX_STREAM_TEXT_CHARS, MAX_TEXT_CHARS, SPEED_RANGE
 from serving.runtime.nsf import MAX_SEED
 
 __all__ = ["Ports", "free_port", "AUDIO", "CATALOGUE_MODEL", "CATALOGUE_PARAMETER", "EMOTION", "SAMPLE_RATE",
-           "SEED", "SPEAKER", "SPEED", "TEXT", "TTS", "VOICE", "MAX_SEED", "MAX_STREAM_TEXT_CHARS",
+           "SEED", "SPEAKER", "SPEED", "TEXT", "TTS", "TTS_STREAM", "VOICE", "MAX_SEED", "MAX_STREAM_TEXT_CHARS",
            "MAX_TEXT_CHARS", "SPEED_RANGE"]

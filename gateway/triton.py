@@ -37,13 +37,14 @@ from gateway.project import (
     SPEED,
     TEXT,
     TTS,
+    TTS_STREAM,
     VOICE,
 )
 
 log = logging.getLogger("gateway.triton")
 
 MODEL = TTS.name
-STREAM_MODEL = "tts_stream"  # the decoupled model with the inputs and outputs of `tts`, one response per chunk
+STREAM_MODEL = TTS_STREAM.name  # the decoupled model with the inputs and outputs of `tts`, one response per chunk
 # Asks Triton to end a stream that fails with the gRPC status of the error (INVALID_ARGUMENT, ...), as unary
 # calls do; without it a stream's errors are bare messages.
 STREAM_ERROR_HEADERS = {"triton_grpc_error": "true"}
